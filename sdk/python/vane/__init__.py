@@ -1,0 +1,5 @@
+"""Vane's Python SDK: versioned prompts with a local cache and fallback, and tracing of LLM runs."""
+
+from vane.config import ClientConfig
+
+__all__ = ["ClientConfig"]

@@ -1,0 +1,1 @@
+"""Vane's server side: five services sharing services.common, each one package with one entry point."""

@@ -1,0 +1,1 @@
+"""Alerts: quality drops, latency or cost rises, volume jumps."""

@@ -1,0 +1,1 @@
+"""The `vane` command."""

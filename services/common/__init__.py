@@ -1,0 +1,1 @@
+"""What every Vane service shares: settings, logs, telemetry, database, bus, cache, auth, health, runtime."""

@@ -1,0 +1,125 @@
+"""Settings from the environment: CONTRACT's variables, and a port override for every listener."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    nats_url: str
+    redis_url: str
+    # Prefix of every stream, subject, consumer and Redis key: separate stacks (and test runs)
+    # share one NATS and one Redis without seeing each other's data.
+    namespace: str
+    bind_host: str
+    registry_grpc_port: int
+    registry_http_port: int
+    ingest_http_port: int
+    ingest_grpc_port: int
+    evaluator_port: int
+    aggregator_port: int
+    alert_port: int
+    init_project: str
+    init_public_key: str
+    init_secret_key: str
+    log_level: str
+    log_format: str  # json or console
+    otel_exporter: str  # none, console or otlp: the services' own traces
+    otel_endpoint: str
+    shutdown_grace_seconds: float
+    db_pool_min: int
+    db_pool_max: int
+    stream_max_age_hours: float
+    stream_max_bytes: int
+    max_body_bytes: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=_env("VANE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/vane"),
+            nats_url=_env("VANE_NATS_URL", "nats://127.0.0.1:4222"),
+            redis_url=_env("VANE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            namespace=_env("VANE_NAMESPACE", "vane"),
+            bind_host=_env("VANE_BIND_HOST", "127.0.0.1"),
+            registry_grpc_port=_env_int("VANE_REGISTRY_GRPC_PORT", 50051),
+            registry_http_port=_env_int("VANE_REGISTRY_HTTP_PORT", 8081),
+            ingest_http_port=_env_int("VANE_INGEST_HTTP_PORT", 4318),
+            ingest_grpc_port=_env_int("VANE_INGEST_GRPC_PORT", 4317),
+            evaluator_port=_env_int("VANE_EVALUATOR_PORT", 8082),
+            aggregator_port=_env_int("VANE_AGGREGATOR_PORT", 8080),
+            alert_port=_env_int("VANE_ALERT_PORT", 8083),
+            init_project=_env("VANE_INIT_PROJECT", ""),
+            init_public_key=_env("VANE_INIT_PUBLIC_KEY", ""),
+            init_secret_key=_env("VANE_INIT_SECRET_KEY", ""),
+            log_level=_env("VANE_LOG_LEVEL", "info"),
+            log_format=_env("VANE_LOG_FORMAT", "json"),
+            otel_exporter=_env("VANE_OTEL_EXPORTER", "none"),
+            otel_endpoint=_env("VANE_OTEL_ENDPOINT", "http://127.0.0.1:4318/v1/traces"),
+            shutdown_grace_seconds=_env_float("VANE_SHUTDOWN_GRACE_SECONDS", 10.0),
+            db_pool_min=_env_int("VANE_DB_POOL_MIN", 1),
+            db_pool_max=_env_int("VANE_DB_POOL_MAX", 10),
+            stream_max_age_hours=_env_float("VANE_STREAM_MAX_AGE_HOURS", 168.0),
+            stream_max_bytes=_env_int("VANE_STREAM_MAX_BYTES", 8 * 1024**3),
+            max_body_bytes=_env_int("VANE_MAX_BODY_BYTES", 16 * 1024**2),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """For logging at start-up: everything but the secret."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["init_secret_key"] = "***" if self.init_secret_key else ""
+        return out
+
+
+# The variables above with their defaults, for the README's table and `vane up --help`.
+ENVIRONMENT = [
+    ("VANE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/vane", "Postgres: the source of truth"),
+    ("VANE_NATS_URL", "nats://127.0.0.1:4222", "NATS with JetStream: the bus between services"),
+    ("VANE_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis: the registry's label cache"),
+    ("VANE_NAMESPACE", "vane", "prefix of streams, subjects, consumers and Redis keys"),
+    ("VANE_BIND_HOST", "127.0.0.1", "address every listener binds (0.0.0.0 in containers)"),
+    ("VANE_REGISTRY_GRPC_PORT", "50051", "prompt registry gRPC"),
+    ("VANE_REGISTRY_HTTP_PORT", "8081", "prompt registry HTTP"),
+    ("VANE_INGEST_HTTP_PORT", "4318", "ingest OTLP/HTTP and scores"),
+    ("VANE_INGEST_GRPC_PORT", "4317", "ingest OTLP/gRPC"),
+    ("VANE_EVALUATOR_PORT", "8082", "evaluator HTTP"),
+    ("VANE_AGGREGATOR_PORT", "8080", "aggregator query API"),
+    ("VANE_ALERT_PORT", "8083", "alert HTTP"),
+    ("VANE_INIT_PROJECT", "unset", "with the two keys below: a project created at start-up if missing"),
+    ("VANE_INIT_PUBLIC_KEY", "unset", "its public key (pk-vane-…)"),
+    ("VANE_INIT_SECRET_KEY", "unset", "its secret key (sk-vane-…)"),
+    ("VANE_LOG_LEVEL", "info", "debug, info, warning, error"),
+    ("VANE_LOG_FORMAT", "json", "json or console"),
+    ("VANE_OTEL_EXPORTER", "none", "the services' own traces: none, console or otlp"),
+    ("VANE_OTEL_ENDPOINT", "http://127.0.0.1:4318/v1/traces", "where otlp sends them"),
+    ("VANE_SHUTDOWN_GRACE_SECONDS", "10", "how long SIGTERM waits for in-flight work"),
+    ("VANE_DB_POOL_MIN", "1", "Postgres pool size, least"),
+    ("VANE_DB_POOL_MAX", "10", "Postgres pool size, most"),
+    ("VANE_STREAM_MAX_AGE_HOURS", "168", "how long JetStream keeps messages"),
+    ("VANE_STREAM_MAX_BYTES", "8589934592", "JetStream bytes kept per stream"),
+    ("VANE_MAX_BODY_BYTES", "16777216", "largest request body ingest accepts (413 above)"),
+]

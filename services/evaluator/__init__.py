@@ -1,0 +1,1 @@
+"""The evaluator: scores runs automatically with judges, embeddings and rules."""

@@ -1,0 +1,1 @@
+"""Ingest: OTLP from any client, normalised, priced and durable in JetStream before it is acknowledged."""

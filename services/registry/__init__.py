@@ -1,0 +1,1 @@
+"""The prompt registry: versioned prompts and movable labels over HTTP and gRPC."""

@@ -1,0 +1,1 @@
+"""Fixtures' machinery: free ports, real service processes, the infrastructure a run uses."""
