@@ -42,13 +42,13 @@ def known_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             raise RuntimeError(f"migration file {path.name} is not named NNNN_name.sql")
         found.append(Migration(int(match.group(1)), match.group(2), path.read_text()))
     versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migrations must be numbered 1..N without gaps, found {versions}")
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two migrations share a number: {versions}")
     return found
 
 
 def latest_known_version() -> int:
-    return len(known_migrations())
+    return max((m.version for m in known_migrations()), default=0)
 
 
 async def ensure_database(database_url: str) -> None:
@@ -69,11 +69,15 @@ async def ensure_database(database_url: str) -> None:
         await conn.close()
 
 
-async def schema_version(conn: asyncpg.Connection) -> int:
+async def applied_versions(conn: asyncpg.Connection) -> set[int]:
     table = await conn.fetchval("SELECT to_regclass('vane_schema_version')")
     if table is None:
-        return 0
-    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM vane_schema_version"))
+        return set()
+    return {int(v) for v in await conn.fetchval("SELECT coalesce(array_agg(version), '{}') FROM vane_schema_version")}
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    return max(await applied_versions(conn), default=0)
 
 
 async def migrate(database_url: str) -> list[int]:
@@ -91,13 +95,16 @@ async def migrate(database_url: str) -> list[int]:
                        name text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            current = await schema_version(conn)
-            if current > len(migrations):
+            applied_before = await applied_versions(conn)
+            unknown = applied_before - {m.version for m in migrations}
+            if unknown:
                 raise SchemaMismatch(
-                    f"the database schema is at version {current}, newer than this build knows "
-                    f"({len(migrations)}): upgrade Vane before migrating"
+                    f"the database schema has migrations {sorted(unknown)} that this build does not know "
+                    f"(it knows up to {latest_known_version()}): upgrade Vane before migrating"
                 )
-            for migration in migrations[current:]:
+            for migration in migrations:
+                if migration.version in applied_before:
+                    continue
                 async with conn.transaction():
                     await conn.execute(migration.sql)
                     await conn.execute(

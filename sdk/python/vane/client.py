@@ -1,0 +1,28 @@
+"""`vane.Vane`: one client for both halves of the SDK, prompts (vane.prompts) and tracing (vane.tracing)."""
+
+from __future__ import annotations
+
+from vane.config import ClientConfig
+from vane.prompts import PromptsMixin
+from vane.tracing import TracingMixin
+
+
+class Vane(PromptsMixin, TracingMixin):
+    """Reads VANE_SECRET_KEY, VANE_PUBLIC_KEY, VANE_REGISTRY, VANE_OTLP_ENDPOINT and VANE_API_URL
+    where no argument is given."""
+
+    def __init__(
+        self,
+        secret_key: str | None = None,
+        public_key: str | None = None,
+        registry: str | None = None,
+        otlp_endpoint: str | None = None,
+        api_url: str | None = None,
+    ) -> None:
+        self.config = ClientConfig.resolve(secret_key, public_key, registry, otlp_endpoint, api_url)
+        self._init_prompts()
+        self._init_tracing()
+
+    def close(self) -> None:
+        self._close_prompts()
+        self._close_tracing()
