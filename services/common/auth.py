@@ -142,7 +142,7 @@ async def bootstrap_project(conn: asyncpg.Connection, name: str, public_key: str
         project_id = await conn.fetchval("SELECT id FROM projects WHERE name = $1", name)
         await conn.execute(
             """INSERT INTO api_keys (public_key, secret_hash, project_id, note)
-               VALUES ($1, $2, $3, 'VANE_INIT') ON CONFLICT DO NOTHING""",
+               VALUES ($1, $2, $3, 'bootstrap') ON CONFLICT DO NOTHING""",
             public_key,
             hash_secret(secret_key),
             project_id,
