@@ -57,6 +57,8 @@ class Settings:
     stream_max_age_hours: float
     stream_max_bytes: int
     max_body_bytes: int
+    ingest_workers: int = 1  # ingest processes sharing its ports (SO_REUSEPORT)
+    ingest_publish_timeout_seconds: float = 5.0  # no JetStream ack by then: 503
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -86,6 +88,8 @@ class Settings:
             stream_max_age_hours=_env_float("VANE_STREAM_MAX_AGE_HOURS", 168.0),
             stream_max_bytes=_env_int("VANE_STREAM_MAX_BYTES", 8 * 1024**3),
             max_body_bytes=_env_int("VANE_MAX_BODY_BYTES", 16 * 1024**2),
+            ingest_workers=_env_int("VANE_INGEST_WORKERS", 1),
+            ingest_publish_timeout_seconds=_env_float("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", 5.0),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,4 +126,6 @@ ENVIRONMENT = [
     ("VANE_STREAM_MAX_AGE_HOURS", "168", "how long JetStream keeps messages"),
     ("VANE_STREAM_MAX_BYTES", "8589934592", "JetStream bytes kept per stream"),
     ("VANE_MAX_BODY_BYTES", "16777216", "largest request body ingest accepts (413 above)"),
+    ("VANE_INGEST_WORKERS", "1", "ingest processes sharing its two ports (SO_REUSEPORT)"),
+    ("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", "5", "ingest answers 503 when JetStream has not acked by then"),
 ]
