@@ -1,20 +1,94 @@
-"""Wires the registry service: its listeners and workers, in the order they start and stop."""
+"""Wires the registry service: its listeners and workers, in the order they start and stop.
+
+A fetch goes: gRPC or HTTP edge (grpc_api, http_api) → caller's project (keys) → PromptRegistry
+(registry) → this process's cache → Redis → Postgres (store). A write goes to Postgres, then
+drops the caches and is announced on NATS (changes) to every replica and its watching SDKs.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
 from collections.abc import Sequence
+from typing import Any
+
+from litestar import Request
+from litestar.di import Provide
 
 from services.common.http import build_http_app, project_routes
-from services.common.runtime import Component, HttpServer, Needs, Resources, run_service
+from services.common.runtime import Component, GrpcServer, HttpServer, Needs, Resources, Worker, run_service
+from services.registry.cache import PromptCache
+from services.registry.changes import ChangeFeed, Watchers
+from services.registry.grpc_api import PromptServicer, build_server
+from services.registry.http_api import PromptController
+from services.registry.keys import Callers
+from services.registry.registry import PromptRegistry
 
 NAME = "registry"
 NEEDS = Needs(postgres=True, nats=True, redis=True, redis_required=False)
 
 
+class WatchStreams:
+    """Listed before the gRPC server: at shutdown, open WatchPrompts streams end first."""
+
+    name = f"{NAME}-watch-streams"
+
+    def __init__(self, watchers: Watchers) -> None:
+        self._watchers = watchers
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self, grace_seconds: float) -> None:
+        self._watchers.close()
+
+    def failed(self) -> BaseException | None:
+        return None
+
+
 async def build(resources: Resources) -> Sequence[Component]:
     settings = resources.settings
-    app = build_http_app(resources, project_routes(), title="Vane prompt registry")
-    return [HttpServer(f"{NAME}-http", app, settings.bind_host, settings.registry_http_port)]
+    assert resources.pool is not None and resources.bus is not None and resources.auth is not None
+    cache = PromptCache(resources.redis, settings)
+    watchers = Watchers()
+    registry = PromptRegistry(resources.pool, cache, watchers)
+    feed = ChangeFeed(resources.bus, registry.received)
+    registry.feed = feed
+    await feed.start()
+    callers = Callers(resources.auth, registry, cache)
+
+    async def project_id(request: Request[Any, Any, Any]) -> uuid.UUID:
+        return await callers.project_for(request.headers)
+
+    app = build_http_app(
+        resources,
+        [PromptController, *project_routes()],
+        title="Vane prompt registry",
+        dependencies={
+            "project_id": Provide(project_id),
+            "registry": Provide(lambda: registry, sync_to_thread=False),
+            "callers": Provide(lambda: callers, sync_to_thread=False),
+        },
+    )
+
+    async def resync_after_reconnect(stopping: asyncio.Event) -> None:
+        """Core NATS drops what is published while we are disconnected: after a reconnect, resync."""
+        seen = feed.reconnects()
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 0.5)
+            if feed.reconnects() != seen:
+                seen = feed.reconnects()
+                registry.resync()
+
+    grpc_server = build_server(PromptServicer(registry, callers, watchers))
+    return [
+        WatchStreams(watchers),
+        GrpcServer(f"{NAME}-grpc", grpc_server, settings.bind_host, settings.registry_grpc_port),
+        HttpServer(f"{NAME}-http", app, settings.bind_host, settings.registry_http_port),
+        Worker(f"{NAME}-resync", resync_after_reconnect),
+    ]
 
 
 def main() -> None:

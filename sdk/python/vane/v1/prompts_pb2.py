@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15vane/v1/prompts.proto\x12\x07vane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\x94\x02\n\rPromptVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12&\n\x08messages\x18\x05 \x03(\x0b\x32\x14.vane.v1.ChatMessage\x12\'\n\x06\x63onfig\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12\x16\n\x0e\x63ommit_message\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tvariables\x18\x0b \x03(\t\"T\n\x10GetPromptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x12\n\nsticky_key\x18\x04 \x01(\t\"S\n\x11GetPromptResponse\x12&\n\x06prompt\x18\x01 \x01(\x0b\x32\x16.vane.v1.PromptVersion\x12\x16\n\x0eresolved_label\x18\x02 \x01(\t\"\x14\n\x12ListPromptsRequest\"U\n\rPromptSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x08versions\x18\x03 \x03(\x0b\x32\x16.vane.v1.PromptVersion\">\n\x13ListPromptsResponse\x12\'\n\x07prompts\x18\x01 \x03(\x0b\x32\x16.vane.v1.PromptSummary\"\xc6\x01\n\x13\x43reatePromptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12&\n\x08messages\x18\x04 \x03(\x0b\x32\x14.vane.v1.ChatMessage\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12\x16\n\x0e\x63ommit_message\x18\x08 \x01(\t\">\n\x14\x43reatePromptResponse\x12&\n\x06prompt\x18\x01 \x01(\x0b\x32\x16.vane.v1.PromptVersion\"A\n\x10SetLabelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0e\n\x06labels\x18\x03 \x03(\t\";\n\x11SetLabelsResponse\x12&\n\x06prompt\x18\x01 \x01(\x0b\x32\x16.vane.v1.PromptVersion\"\x15\n\x13WatchPromptsRequest\"S\n\x14WatchPromptsResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t2\xfd\x02\n\rPromptService\x12\x42\n\tGetPrompt\x12\x19.vane.v1.GetPromptRequest\x1a\x1a.vane.v1.GetPromptResponse\x12H\n\x0bListPrompts\x12\x1b.vane.v1.ListPromptsRequest\x1a\x1c.vane.v1.ListPromptsResponse\x12K\n\x0c\x43reatePrompt\x12\x1c.vane.v1.CreatePromptRequest\x1a\x1d.vane.v1.CreatePromptResponse\x12\x42\n\tSetLabels\x12\x19.vane.v1.SetLabelsRequest\x1a\x1a.vane.v1.SetLabelsResponse\x12M\n\x0cWatchPrompts\x12\x1c.vane.v1.WatchPromptsRequest\x1a\x1d.vane.v1.WatchPromptsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15vane/v1/prompts.proto\x12\x07vane.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\xa9\x02\n\rPromptVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12&\n\x08messages\x18\x05 \x03(\x0b\x32\x14.vane.v1.ChatMessage\x12\'\n\x06\x63onfig\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12\x16\n\x0e\x63ommit_message\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tvariables\x18\x0b \x03(\t\x12\x13\n\x0b\x63onfig_json\x18\x0c \x01(\t\"I\n\x0fWeightedVersion\x12&\n\x06prompt\x18\x01 \x01(\x0b\x32\x16.vane.v1.PromptVersion\x12\x0e\n\x06weight\x18\x02 \x01(\x05\"T\n\x10GetPromptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x12\n\nsticky_key\x18\x04 \x01(\t\"|\n\x11GetPromptResponse\x12&\n\x06prompt\x18\x01 \x01(\x0b\x32\x16.vane.v1.PromptVersion\x12\x16\n\x0eresolved_label\x18\x02 \x01(\t\x12\'\n\x05split\x18\x03 \x03(\x0b\x32\x18.vane.v1.WeightedVersion\"\x14\n\x12ListPromptsRequest\"U\n\rPromptSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x08versions\x18\x03 \x03(\x0b\x32\x16.vane.v1.PromptVersion\">\n\x13ListPromptsResponse\x12\'\n\x07prompts\x18\x01 \x03(\x0b\x32\x16.vane.v1.PromptSummary\"\xdb\x01\n\x13\x43reatePromptRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12&\n\x08messages\x18\x04 \x03(\x0b\x32\x14.vane.v1.ChatMessage\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12\x16\n\x0e\x63ommit_message\x18\x08 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\">\n\x14\x43reatePromptResponse\x12&\n\x06prompt\x18\x01 \x01(\x0b\x32\x16.vane.v1.PromptVersion\"A\n\x10SetLabelsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0e\n\x06labels\x18\x03 \x03(\t\";\n\x11SetLabelsResponse\x12&\n\x06prompt\x18\x01 \x01(\x0b\x32\x16.vane.v1.PromptVersion\"0\n\rVersionWeight\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x0e\n\x06weight\x18\x02 \x01(\x05\"\\\n\x14SetLabelSplitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\'\n\x07weights\x18\x03 \x03(\x0b\x32\x16.vane.v1.VersionWeight\"@\n\x15SetLabelSplitResponse\x12\'\n\x05split\x18\x01 \x03(\x0b\x32\x18.vane.v1.WeightedVersion\"\x15\n\x13WatchPromptsRequest\"S\n\x14WatchPromptsResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t2\xcd\x03\n\rPromptService\x12\x42\n\tGetPrompt\x12\x19.vane.v1.GetPromptRequest\x1a\x1a.vane.v1.GetPromptResponse\x12H\n\x0bListPrompts\x12\x1b.vane.v1.ListPromptsRequest\x1a\x1c.vane.v1.ListPromptsResponse\x12K\n\x0c\x43reatePrompt\x12\x1c.vane.v1.CreatePromptRequest\x1a\x1d.vane.v1.CreatePromptResponse\x12\x42\n\tSetLabels\x12\x19.vane.v1.SetLabelsRequest\x1a\x1a.vane.v1.SetLabelsResponse\x12N\n\rSetLabelSplit\x12\x1d.vane.v1.SetLabelSplitRequest\x1a\x1e.vane.v1.SetLabelSplitResponse\x12M\n\x0cWatchPrompts\x12\x1c.vane.v1.WatchPromptsRequest\x1a\x1d.vane.v1.WatchPromptsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,29 +36,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATMESSAGE']._serialized_start=97
   _globals['_CHATMESSAGE']._serialized_end=169
   _globals['_PROMPTVERSION']._serialized_start=172
-  _globals['_PROMPTVERSION']._serialized_end=448
-  _globals['_GETPROMPTREQUEST']._serialized_start=450
-  _globals['_GETPROMPTREQUEST']._serialized_end=534
-  _globals['_GETPROMPTRESPONSE']._serialized_start=536
-  _globals['_GETPROMPTRESPONSE']._serialized_end=619
-  _globals['_LISTPROMPTSREQUEST']._serialized_start=621
-  _globals['_LISTPROMPTSREQUEST']._serialized_end=641
-  _globals['_PROMPTSUMMARY']._serialized_start=643
-  _globals['_PROMPTSUMMARY']._serialized_end=728
-  _globals['_LISTPROMPTSRESPONSE']._serialized_start=730
-  _globals['_LISTPROMPTSRESPONSE']._serialized_end=792
-  _globals['_CREATEPROMPTREQUEST']._serialized_start=795
-  _globals['_CREATEPROMPTREQUEST']._serialized_end=993
-  _globals['_CREATEPROMPTRESPONSE']._serialized_start=995
-  _globals['_CREATEPROMPTRESPONSE']._serialized_end=1057
-  _globals['_SETLABELSREQUEST']._serialized_start=1059
-  _globals['_SETLABELSREQUEST']._serialized_end=1124
-  _globals['_SETLABELSRESPONSE']._serialized_start=1126
-  _globals['_SETLABELSRESPONSE']._serialized_end=1185
-  _globals['_WATCHPROMPTSREQUEST']._serialized_start=1187
-  _globals['_WATCHPROMPTSREQUEST']._serialized_end=1208
-  _globals['_WATCHPROMPTSRESPONSE']._serialized_start=1210
-  _globals['_WATCHPROMPTSRESPONSE']._serialized_end=1293
-  _globals['_PROMPTSERVICE']._serialized_start=1296
-  _globals['_PROMPTSERVICE']._serialized_end=1677
+  _globals['_PROMPTVERSION']._serialized_end=469
+  _globals['_WEIGHTEDVERSION']._serialized_start=471
+  _globals['_WEIGHTEDVERSION']._serialized_end=544
+  _globals['_GETPROMPTREQUEST']._serialized_start=546
+  _globals['_GETPROMPTREQUEST']._serialized_end=630
+  _globals['_GETPROMPTRESPONSE']._serialized_start=632
+  _globals['_GETPROMPTRESPONSE']._serialized_end=756
+  _globals['_LISTPROMPTSREQUEST']._serialized_start=758
+  _globals['_LISTPROMPTSREQUEST']._serialized_end=778
+  _globals['_PROMPTSUMMARY']._serialized_start=780
+  _globals['_PROMPTSUMMARY']._serialized_end=865
+  _globals['_LISTPROMPTSRESPONSE']._serialized_start=867
+  _globals['_LISTPROMPTSRESPONSE']._serialized_end=929
+  _globals['_CREATEPROMPTREQUEST']._serialized_start=932
+  _globals['_CREATEPROMPTREQUEST']._serialized_end=1151
+  _globals['_CREATEPROMPTRESPONSE']._serialized_start=1153
+  _globals['_CREATEPROMPTRESPONSE']._serialized_end=1215
+  _globals['_SETLABELSREQUEST']._serialized_start=1217
+  _globals['_SETLABELSREQUEST']._serialized_end=1282
+  _globals['_SETLABELSRESPONSE']._serialized_start=1284
+  _globals['_SETLABELSRESPONSE']._serialized_end=1343
+  _globals['_VERSIONWEIGHT']._serialized_start=1345
+  _globals['_VERSIONWEIGHT']._serialized_end=1393
+  _globals['_SETLABELSPLITREQUEST']._serialized_start=1395
+  _globals['_SETLABELSPLITREQUEST']._serialized_end=1487
+  _globals['_SETLABELSPLITRESPONSE']._serialized_start=1489
+  _globals['_SETLABELSPLITRESPONSE']._serialized_end=1553
+  _globals['_WATCHPROMPTSREQUEST']._serialized_start=1555
+  _globals['_WATCHPROMPTSREQUEST']._serialized_end=1576
+  _globals['_WATCHPROMPTSRESPONSE']._serialized_start=1578
+  _globals['_WATCHPROMPTSRESPONSE']._serialized_end=1661
+  _globals['_PROMPTSERVICE']._serialized_start=1664
+  _globals['_PROMPTSERVICE']._serialized_end=2125
 # @@protoc_insertion_point(module_scope)

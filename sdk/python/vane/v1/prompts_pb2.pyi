@@ -67,6 +67,7 @@ class PromptVersion(_message.Message):
     COMMIT_MESSAGE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     VARIABLES_FIELD_NUMBER: _builtins.int
+    CONFIG_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     version: _builtins.int
     type: _builtins.str
@@ -74,6 +75,8 @@ class PromptVersion(_message.Message):
     text: _builtins.str
     """for text prompts"""
     commit_message: _builtins.str
+    config_json: _builtins.str
+    """the config as JSON: keeps integers integers, unlike Struct"""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """for chat prompts"""
@@ -102,14 +105,40 @@ class PromptVersion(_message.Message):
         commit_message: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         variables: _abc.Iterable[_builtins.str] | None = ...,
+        config_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_message", b"commit_message", "config", b"config", "created_at", b"created_at", "labels", b"labels", "messages", b"messages", "name", b"name", "tags", b"tags", "text", b"text", "type", b"type", "variables", b"variables", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_message", b"commit_message", "config", b"config", "config_json", b"config_json", "created_at", b"created_at", "labels", b"labels", "messages", b"messages", "name", b"name", "tags", b"tags", "text", b"text", "type", b"type", "variables", b"variables", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PromptVersion: _TypeAlias = PromptVersion  # noqa: Y015
+
+@_typing.final
+class WeightedVersion(_message.Message):
+    """One version of a label's allocation and its relative weight."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    weight: _builtins.int
+    @_builtins.property
+    def prompt(self) -> Global___PromptVersion: ...
+    def __init__(
+        self,
+        *,
+        prompt: Global___PromptVersion | None = ...,
+        weight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["prompt", b"prompt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prompt", b"prompt", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WeightedVersion: _TypeAlias = WeightedVersion  # noqa: Y015
 
 @_typing.final
 class GetPromptRequest(_message.Message):
@@ -147,18 +176,26 @@ class GetPromptResponse(_message.Message):
 
     PROMPT_FIELD_NUMBER: _builtins.int
     RESOLVED_LABEL_FIELD_NUMBER: _builtins.int
+    SPLIT_FIELD_NUMBER: _builtins.int
     resolved_label: _builtins.str
     @_builtins.property
-    def prompt(self) -> Global___PromptVersion: ...
+    def prompt(self) -> Global___PromptVersion:
+        """the version served (drawn by weight or sticky key on a split label)"""
+
+    @_builtins.property
+    def split(self) -> _containers.RepeatedCompositeFieldContainer[Global___WeightedVersion]:
+        """a split label's whole allocation; empty when one version serves"""
+
     def __init__(
         self,
         *,
         prompt: Global___PromptVersion | None = ...,
         resolved_label: _builtins.str = ...,
+        split: _abc.Iterable[Global___WeightedVersion] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["prompt", b"prompt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["prompt", b"prompt", "resolved_label", b"resolved_label"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prompt", b"prompt", "resolved_label", b"resolved_label", "split", b"split"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,10 +274,13 @@ class CreatePromptRequest(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     COMMIT_MESSAGE_FIELD_NUMBER: _builtins.int
+    CONFIG_JSON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     type: _builtins.str
     text: _builtins.str
     commit_message: _builtins.str
+    config_json: _builtins.str
+    """preferred over config when set"""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]: ...
     @_builtins.property
@@ -260,10 +300,11 @@ class CreatePromptRequest(_message.Message):
         labels: _abc.Iterable[_builtins.str] | None = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         commit_message: _builtins.str = ...,
+        config_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_message", b"commit_message", "config", b"config", "labels", b"labels", "messages", b"messages", "name", b"name", "tags", b"tags", "text", b"text", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_message", b"commit_message", "config", b"config", "config_json", b"config_json", "labels", b"labels", "messages", b"messages", "name", b"name", "tags", b"tags", "text", b"text", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -336,6 +377,74 @@ class SetLabelsResponse(_message.Message):
 Global___SetLabelsResponse: _TypeAlias = SetLabelsResponse  # noqa: Y015
 
 @_typing.final
+class VersionWeight(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    weight: _builtins.int
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        weight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VersionWeight: _TypeAlias = VersionWeight  # noqa: Y015
+
+@_typing.final
+class SetLabelSplitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    label: _builtins.str
+    @_builtins.property
+    def weights(self) -> _containers.RepeatedCompositeFieldContainer[Global___VersionWeight]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        label: _builtins.str = ...,
+        weights: _abc.Iterable[Global___VersionWeight] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "name", b"name", "weights", b"weights"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLabelSplitRequest: _TypeAlias = SetLabelSplitRequest  # noqa: Y015
+
+@_typing.final
+class SetLabelSplitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPLIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def split(self) -> _containers.RepeatedCompositeFieldContainer[Global___WeightedVersion]: ...
+    def __init__(
+        self,
+        *,
+        split: _abc.Iterable[Global___WeightedVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["split", b"split"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLabelSplitResponse: _TypeAlias = SetLabelSplitResponse  # noqa: Y015
+
+@_typing.final
 class WatchPromptsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -361,7 +470,7 @@ class WatchPromptsResponse(_message.Message):
     name: _builtins.str
     version: _builtins.int
     kind: _builtins.str
-    """version_created, labels_moved, version_removed"""
+    """watching (the stream is open), version_created, labels_moved, version_removed"""
     @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(

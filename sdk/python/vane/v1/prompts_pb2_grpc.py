@@ -54,6 +54,11 @@ class PromptServiceStub:
                 request_serializer=vane_dot_v1_dot_prompts__pb2.SetLabelsRequest.SerializeToString,
                 response_deserializer=vane_dot_v1_dot_prompts__pb2.SetLabelsResponse.FromString,
                 _registered_method=True)
+        self.SetLabelSplit = channel.unary_unary(
+                '/vane.v1.PromptService/SetLabelSplit',
+                request_serializer=vane_dot_v1_dot_prompts__pb2.SetLabelSplitRequest.SerializeToString,
+                response_deserializer=vane_dot_v1_dot_prompts__pb2.SetLabelSplitResponse.FromString,
+                _registered_method=True)
         self.WatchPrompts = channel.unary_stream(
                 '/vane.v1.PromptService/WatchPrompts',
                 request_serializer=vane_dot_v1_dot_prompts__pb2.WatchPromptsRequest.SerializeToString,
@@ -88,6 +93,13 @@ class PromptServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetLabelSplit(self, request, context):
+        """Points a label at several versions with weights (an A/B test); weights are relative.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchPrompts(self, request, context):
         """Every new version and label move of the caller's project, as it happens.
         """
@@ -117,6 +129,11 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     servicer.SetLabels,
                     request_deserializer=vane_dot_v1_dot_prompts__pb2.SetLabelsRequest.FromString,
                     response_serializer=vane_dot_v1_dot_prompts__pb2.SetLabelsResponse.SerializeToString,
+            ),
+            'SetLabelSplit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLabelSplit,
+                    request_deserializer=vane_dot_v1_dot_prompts__pb2.SetLabelSplitRequest.FromString,
+                    response_serializer=vane_dot_v1_dot_prompts__pb2.SetLabelSplitResponse.SerializeToString,
             ),
             'WatchPrompts': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchPrompts,
@@ -232,6 +249,33 @@ class PromptService:
             '/vane.v1.PromptService/SetLabels',
             vane_dot_v1_dot_prompts__pb2.SetLabelsRequest.SerializeToString,
             vane_dot_v1_dot_prompts__pb2.SetLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLabelSplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vane.v1.PromptService/SetLabelSplit',
+            vane_dot_v1_dot_prompts__pb2.SetLabelSplitRequest.SerializeToString,
+            vane_dot_v1_dot_prompts__pb2.SetLabelSplitResponse.FromString,
             options,
             channel_credentials,
             insecure,
