@@ -42,12 +42,28 @@ class Infra:
             "VANE_NAMESPACE": self.namespace,
             "VANE_LOG_LEVEL": "info",
             "VANE_SHUTDOWN_GRACE_SECONDS": "5",
+            # JetStream reserves max_bytes per stream up front: runs sharing one server must ask for little.
+            "VANE_STREAM_MAX_BYTES": str(256 * 1024**2),
             **extra,
         }
 
 
 def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def _delete_streams(nats_url: str, prefix: str) -> None:
+    """Remove this run's streams so that runs do not pile up reservations on the shared server."""
+    import nats
+
+    nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=1)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            if info.config.name and info.config.name.startswith(f"{prefix}_"):
+                await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +91,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
             await admin.close()
 
     asyncio.run(drop())
+    asyncio.run(_delete_streams(urls["nats"], f"T{token}".upper()))
     if stack is not None:
         stack.stop()
 
