@@ -1,11 +1,23 @@
-"""Wires the ingest service: its listeners and workers, in the order they start and stop."""
+"""Wires the ingest service. A span goes: receive (decode.py, authenticate) → normalise
+(normalise.py over conventions/) → price (pricing.py) → publish (publish.py), in intake.py,
+behind OTLP/HTTP (otlp_http.py) and OTLP/gRPC (otlp_grpc.py). Scores (scores.py), model prices
+(models.py) and Future AGI's eval-config questions (evalconfig.py) sit beside it on HTTP."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import grpc
+
 from services.common.http import build_http_app, project_routes
-from services.common.runtime import Component, HttpServer, Needs, Resources, run_service
+from services.common.runtime import Component, GrpcServer, HttpServer, Needs, Resources, run_service
+from services.ingest.evalconfig import eval_config_routes
+from services.ingest.intake import SpanIntake
+from services.ingest.models import PriceStore, model_routes
+from services.ingest.otlp_grpc import trace_service
+from services.ingest.otlp_http import otlp_routes
+from services.ingest.scores import ScoreConfigStore, score_routes
+from services.ingest.workers import SharedPortHttpServer, WorkerProcesses, worker_index
 
 NAME = "ingest"
 NEEDS = Needs(postgres=True, nats=True)
@@ -13,8 +25,34 @@ NEEDS = Needs(postgres=True, nats=True)
 
 async def build(resources: Resources) -> Sequence[Component]:
     settings = resources.settings
-    app = build_http_app(resources, project_routes(), title="Vane ingest")
-    return [HttpServer(f"{NAME}-http", app, settings.bind_host, settings.ingest_http_port)]
+    assert resources.pool is not None and resources.bus is not None and resources.auth is not None
+    timeout = settings.ingest_publish_timeout_seconds
+    prices = PriceStore(resources.pool)
+    intake = SpanIntake(resources.bus, prices, timeout)
+    routes = [
+        *otlp_routes(intake, settings.max_body_bytes),
+        *score_routes(resources.bus, ScoreConfigStore(resources.pool), timeout),
+        *model_routes(prices),
+        *eval_config_routes(),
+        *project_routes(),
+    ]
+    app = build_http_app(resources, routes, title="Vane ingest", max_body_bytes=settings.max_body_bytes)
+    grpc_server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_body_bytes),
+            ("grpc.so_reuseport", 1 if settings.ingest_workers > 1 else 0),
+        ]
+    )
+    grpc_server.add_generic_rpc_handlers((trace_service(intake, resources.auth),))
+    shared = settings.ingest_workers > 1
+    http_class = SharedPortHttpServer if shared else HttpServer
+    components: list[Component] = [
+        http_class(f"{NAME}-http", app, settings.bind_host, settings.ingest_http_port),
+        GrpcServer(f"{NAME}-grpc", grpc_server, settings.bind_host, settings.ingest_grpc_port),
+    ]
+    if shared and worker_index() == 0:
+        components.append(WorkerProcesses(settings.ingest_workers))
+    return components
 
 
 def main() -> None:

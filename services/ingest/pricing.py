@@ -39,7 +39,9 @@ class ModelPrice:
     def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int) -> float:
         """USD for this usage; cached tokens are part of the input, billed at the cached price when one exists."""
         cached = min(cached_input_tokens, input_tokens)
-        cached_price = self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
+        cached_price = (
+            self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
+        )
         return (
             (input_tokens - cached) * self.input_per_million
             + cached * cached_price

@@ -1,0 +1,89 @@
+"""Publish: a request's canonical records as few JetStream messages as its size allows, answered
+only once JetStream has stored every one of them.
+
+Messages are composed from each record's serialised bytes (a repeated protobuf field is only its
+elements one after another), so a large request is split under NATS's max_payload without
+re-encoding. Each message's Nats-Msg-Id derives from the request, so a client's retry of the same
+request inside the stream's duplicate window is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
+from vane.v1.bus_pb2 import CanonicalSpan, Score, ScoreBatch, SpanBatch
+
+from services.common.bus import Bus
+from services.common.errors import TooLarge, Unavailable
+from services.common.logs import get_logger
+
+SCHEMA_VERSION = 1
+_SPANS_TAG = b"\x1a"  # SpanBatch.spans: field 3, length-delimited
+_SCORES_TAG = b"\x12"  # ScoreBatch.scores: field 2, length-delimited
+HEADROOM = 4096  # NATS counts headers (the message id) against max_payload too
+
+log = get_logger(component="publish")
+
+
+def request_digest(project_id: str, body: bytes) -> str:
+    """The same request from the same project always gives the same id."""
+    return hashlib.blake2b(body, digest_size=16, key=project_id.encode()[:64]).hexdigest()
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def compose(head: bytes, tag: bytes, items: Sequence[Message], limit: int) -> list[bytes]:
+    """`head` plus the items as a repeated field, in as few messages of at most `limit` bytes as fit."""
+    chunks: list[bytes] = []
+    parts: list[bytes] = [head]
+    size = len(head)
+    for index, item in enumerate(items):
+        body = item.SerializeToString()
+        field = tag + _varint(len(body)) + body
+        if len(head) + len(field) > limit:
+            raise TooLarge(f"record {index} is {len(body)} bytes, more than one bus message can carry ({limit})")
+        if size + len(field) > limit:
+            chunks.append(b"".join(parts))
+            parts, size = [head], len(head)
+        parts.append(field)
+        size += len(field)
+    chunks.append(b"".join(parts))
+    return chunks
+
+
+def encode_spans(project_id: str, spans: Sequence[CanonicalSpan], received_ns: int, limit: int) -> list[bytes]:
+    head = SpanBatch(schema_version=SCHEMA_VERSION, project_id=project_id, received_unix_nano=received_ns)
+    return compose(head.SerializeToString(), _SPANS_TAG, spans, limit)
+
+
+def encode_scores(scores: Sequence[Score], limit: int) -> list[bytes]:
+    head = ScoreBatch(schema_version=SCHEMA_VERSION)
+    return compose(head.SerializeToString(), _SCORES_TAG, scores, limit)
+
+
+def message_limit(bus: Bus) -> int:
+    return max(64 * 1024, int(bus.nc.max_payload) - HEADROOM)
+
+
+async def publish_all(bus: Bus, subject: str, chunks: Sequence[bytes], digest: str, timeout: float) -> None:
+    """Store every chunk or raise Unavailable (503): what did get stored is deduplicated on retry."""
+    try:
+        await asyncio.gather(
+            *(bus.publish(subject, chunk, msg_id=f"{digest}-{i}", timeout=timeout) for i, chunk in enumerate(chunks))
+        )
+    except Exception as exc:
+        log.warning("publish_failed", subject=subject, messages=len(chunks), error=f"{type(exc).__name__}: {exc}")
+        raise Unavailable(
+            "the bus did not acknowledge the data in time; nothing is lost by retrying the same request",
+            retry_after_seconds=2,
+        ) from None
