@@ -1,20 +1,101 @@
-"""Wires the aggregator service: its listeners and workers, in the order they start and stop."""
+"""Wires the aggregator. A span batch goes: consume (consume.py: fetch a micro-batch) → decode
+(decode.py) → store (store.py: COPY, insert what is new) → settle waiting scores (scores.py) →
+roll up (rollup.py, sketches.py) → commit → ack. Scores take the same path from their own stream.
+The query API (api.py → query.py, traces.py) reads rollups and runs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 
+from litestar.di import Provide
+
+from services.aggregator.api import MetricsController, RunController
+from services.aggregator.consume import ScoreSink, SpanSink
+from services.aggregator.store import Partitions
+from services.common.bus import Topology, run_pull_consumer
 from services.common.http import build_http_app, project_routes
-from services.common.runtime import Component, HttpServer, Needs, Resources, run_service
+from services.common.logs import get_logger
+from services.common.runtime import Component, HttpServer, Needs, Resources, Worker, run_service
 
 NAME = "aggregator"
 NEEDS = Needs(postgres=True, nats=True)
+log = get_logger(component=NAME)
+
+# A fetch takes what is there, up to this many messages (one OTLP export each): one transaction.
+SPAN_BATCH_MESSAGES = 64
+SCORE_BATCH_MESSAGES = 256
+FETCH_TIMEOUT_SECONDS = 0.25
+# Two span loops per process: one stores its batch while the other decodes and fetches.
+SPAN_LOOPS = 2
+SWEEP_SECONDS = 2.0
+PARTITIONS_AHEAD_SECONDS = 3600.0
 
 
 async def build(resources: Resources) -> Sequence[Component]:
     settings = resources.settings
-    app = build_http_app(resources, project_routes(), title="Vane query API")
-    return [HttpServer(f"{NAME}-http", app, settings.bind_host, settings.aggregator_port)]
+    pool, bus = resources.pool, resources.bus
+    assert pool is not None and bus is not None
+    partitions = Partitions()
+    await partitions.load(pool)
+    await partitions.ahead(pool)
+    spans = SpanSink(pool, bus, partitions)
+    scores = ScoreSink(pool, bus)
+
+    async def span_loop(stopping: asyncio.Event) -> None:
+        await run_pull_consumer(
+            bus,
+            bus.topology.spans_stream,
+            Topology.AGGREGATOR_SPANS,
+            spans.handle,
+            stopping,
+            batch=SPAN_BATCH_MESSAGES,
+            fetch_timeout=FETCH_TIMEOUT_SECONDS,
+        )
+
+    async def score_loop(stopping: asyncio.Event) -> None:
+        await run_pull_consumer(
+            bus,
+            bus.topology.scores_stream,
+            Topology.AGGREGATOR_SCORES,
+            scores.handle,
+            stopping,
+            batch=SCORE_BATCH_MESSAGES,
+            fetch_timeout=FETCH_TIMEOUT_SECONDS,
+        )
+
+    async def upkeep(stopping: asyncio.Event) -> None:
+        """Settle scores whose span came late, and make tomorrow's partitions before they are needed."""
+        since_partitions = 0.0
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), SWEEP_SECONDS)
+            try:
+                await scores.sweep()
+                since_partitions += SWEEP_SECONDS
+                if since_partitions >= PARTITIONS_AHEAD_SECONDS:
+                    since_partitions = 0.0
+                    await partitions.ahead(pool)
+            except Exception as exc:  # Postgres away: try again at the next tick
+                log.warning("upkeep_failed", error=str(exc))
+
+    app = build_http_app(
+        resources,
+        [MetricsController, RunController, *project_routes()],
+        title="Vane query API",
+        dependencies={"pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False)},
+    )
+    workers: list[Component] = [
+        Worker(f"{NAME}-spans-{i}", lambda stopping: span_loop(stopping))
+        for i in range(SPAN_LOOPS)  # type: ignore[arg-type, misc]
+    ]
+    return [
+        HttpServer(f"{NAME}-http", app, settings.bind_host, settings.aggregator_port),
+        *workers,
+        Worker(f"{NAME}-scores", score_loop),
+        Worker(f"{NAME}-upkeep", upkeep),
+    ]
 
 
 def main() -> None:

@@ -1,0 +1,203 @@
+"""Rollup arithmetic: cells of counts, totals and sketches per version and time block, merged exactly.
+
+A cell belongs to (project, level, bucket, RollupKey). Levels are block widths in minutes, each a
+multiple of the one before and aligned on the Unix epoch, so every block of a level is a union of
+blocks of the finer ones. A stored generation adds to one block of every level; a query covers
+[from, to) greedily with the widest aligned blocks that fit (`cover`), reading a few dozen rows per
+version whatever the range, instead of one per minute.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from services.aggregator.sketches import Sketch, decode, encode, merge
+
+# 1, 5, 15 minutes; 1, 6 hours; 1, 2, 4, 8, 16, 32 days. A range's edges need at most a few blocks
+# of each level, and the long middle a handful of the 2^k-day blocks.
+LEVELS: tuple[int, ...] = (1, 5, 15, 60, 360, 1440, 2880, 5760, 11520, 23040, 46080)
+NS_PER_MINUTE = 60_000_000_000
+
+LATENCY = "latency_ms"
+TTFT = "ttft_ms"
+INPUT_TOKENS = "input_tokens"
+OUTPUT_TOKENS = "output_tokens"
+COST = "cost"
+ALL_SCORES = "score"  # every numeric score of the cell, whatever its name: the ROW's median_score
+SCORE_PREFIX = "score:"
+
+
+def score_metric(name: str) -> str:
+    return SCORE_PREFIX + name
+
+
+@dataclass(frozen=True, order=True)
+class RollupKey:
+    """What a generation is grouped by: the versions being compared, and the model."""
+
+    app_version: str
+    prompt_name: str
+    prompt_version: int
+    model: str
+
+
+# (project, width in minutes, first epoch minute of the block, key)
+CellId = tuple[uuid.UUID, int, int, RollupKey]
+
+
+@dataclass
+class Cell:
+    """Exact counts and totals, first and last start, and sketches of one block of one key."""
+
+    generations: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    sketches: dict[str, Sketch] = field(default_factory=dict)
+    score_errors: dict[str, int] = field(default_factory=dict)  # failed evaluations, by score name
+
+    def absorb(self, other: Cell) -> None:
+        """Add `other` into this cell (the same as having seen both cells' events)."""
+        self.generations += other.generations
+        self.errors += other.errors
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost += other.cost
+        if other.first_ns is not None:
+            self.first_ns = other.first_ns if self.first_ns is None else min(self.first_ns, other.first_ns)
+        if other.last_ns is not None:
+            self.last_ns = other.last_ns if self.last_ns is None else max(self.last_ns, other.last_ns)
+        for name, sketch in other.sketches.items():
+            mine = self.sketches.get(name)
+            self.sketches[name] = sketch if mine is None else merge([mine, sketch])
+        for name, count in other.score_errors.items():
+            self.score_errors[name] = self.score_errors.get(name, 0) + count
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What rollups need of a stored generation."""
+
+    project_id: uuid.UUID
+    start_ns: int
+    key: RollupKey
+    latency_ms: float
+    ttft_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: float | None
+    is_error: bool
+
+
+@dataclass(frozen=True)
+class AppliedScore:
+    """A score joined to the generation it counts toward (that generation's key and start)."""
+
+    project_id: uuid.UUID
+    start_ns: int
+    key: RollupKey
+    name: str
+    value: float
+    is_error: bool
+    numeric: bool  # categorical scores are kept with their run but have no median
+
+
+def _present(values: list[float | int | None]) -> np.ndarray:
+    return np.array([v for v in values if v is not None], dtype=np.float64)
+
+
+def _generation_cell(gens: list[Generation]) -> Cell:
+    inputs = [g.input_tokens for g in gens]
+    outputs = [g.output_tokens for g in gens]
+    costs = [g.cost for g in gens]
+    return Cell(
+        generations=len(gens),
+        errors=sum(1 for g in gens if g.is_error),
+        input_tokens=sum(v for v in inputs if v is not None),
+        output_tokens=sum(v for v in outputs if v is not None),
+        cost=float(sum(v for v in costs if v is not None)),
+        first_ns=min(g.start_ns for g in gens),
+        last_ns=max(g.start_ns for g in gens),
+        sketches={
+            LATENCY: Sketch.of(np.array([g.latency_ms for g in gens], dtype=np.float64)),
+            TTFT: Sketch.of(_present([g.ttft_ms for g in gens])),
+            INPUT_TOKENS: Sketch.of(_present(inputs)),  # type: ignore[arg-type]
+            OUTPUT_TOKENS: Sketch.of(_present(outputs)),  # type: ignore[arg-type]
+            COST: Sketch.of(_present(costs)),  # type: ignore[arg-type]
+        },
+    )
+
+
+def _score_cell(scores: list[AppliedScore]) -> Cell:
+    cell = Cell()
+    by_name: dict[str, list[float]] = defaultdict(list)
+    for s in scores:
+        if s.is_error:
+            cell.score_errors[s.name] = cell.score_errors.get(s.name, 0) + 1
+        elif s.numeric:
+            by_name[s.name].append(s.value)
+    for name, values in by_name.items():
+        cell.sketches[score_metric(name)] = Sketch.of(np.array(values))
+    numeric = [s.value for s in scores if s.numeric and not s.is_error]
+    if numeric:
+        cell.sketches[ALL_SCORES] = Sketch.of(np.array(numeric))
+    return cell
+
+
+def minute_cells(gens: Iterable[Generation], scores: Iterable[AppliedScore] = ()) -> dict[CellId, Cell]:
+    """Group generations and applied scores into one-minute cells (by the generation's start)."""
+    gen_groups: dict[CellId, list[Generation]] = defaultdict(list)
+    for g in gens:
+        gen_groups[(g.project_id, 1, g.start_ns // NS_PER_MINUTE, g.key)].append(g)
+    score_groups: dict[CellId, list[AppliedScore]] = defaultdict(list)
+    for s in scores:
+        score_groups[(s.project_id, 1, s.start_ns // NS_PER_MINUTE, s.key)].append(s)
+    cells = {cid: _generation_cell(group) for cid, group in gen_groups.items()}
+    for cid, group in score_groups.items():
+        cells.setdefault(cid, Cell()).absorb(_score_cell(group))
+    return cells
+
+
+def at_levels(minutes: dict[CellId, Cell], levels: tuple[int, ...] = LEVELS) -> dict[CellId, Cell]:
+    """The minute cells added into the block of every level that holds them."""
+    out: dict[CellId, Cell] = {}
+    for (project, _, minute, key), cell in minutes.items():
+        for width in levels:
+            cid = (project, width, minute - minute % width, key)
+            target = out.get(cid)
+            if target is None:
+                out[cid] = target = Cell()
+            target.absorb(cell)
+    return out
+
+
+def cover(start_minute: int, end_minute: int, levels: tuple[int, ...] = LEVELS) -> list[tuple[int, int]]:
+    """Aligned blocks (width, bucket) that exactly tile [start_minute, end_minute), widest first where they fit."""
+    blocks: list[tuple[int, int]] = []
+    at = start_minute
+    while at < end_minute:
+        width = next(w for w in reversed(levels) if at % w == 0 and at + w <= end_minute)
+        blocks.append((width, at))
+        at += width
+    return blocks
+
+
+def to_blob(cell: Cell) -> bytes:
+    """The cell's sketches and score errors as stored in rollups.sketches."""
+    return msgspec.msgpack.encode({"s": {n: encode(s) for n, s in cell.sketches.items()}, "e": cell.score_errors})
+
+
+def sketches_from_blob(blob: bytes) -> tuple[dict[str, Sketch], dict[str, int]]:
+    if not blob:
+        return {}, {}
+    raw = msgspec.msgpack.decode(blob)
+    return {n: decode(s) for n, s in raw["s"].items()}, dict(raw["e"])

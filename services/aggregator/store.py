@@ -1,0 +1,305 @@
+"""Postgres writes of the aggregator: runs, scores and rollup deltas, all inside the caller's transaction.
+
+Idempotence comes from keys, not from bookkeeping: runs are inserted ON CONFLICT DO NOTHING on
+(project, start, trace, span) and scores on (project, score_id), and only the rows actually
+inserted produce rollup deltas, in the same transaction. A batch redelivered after a crash, or
+handed to another replica, therefore adds nothing twice; an uncommitted batch added nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from services.aggregator.decode import RUN_COLUMNS, SCORE_COLUMNS, RunRow, ScoreRow
+from services.aggregator.rollup import AppliedScore, Cell, CellId, Generation, RollupKey, sketches_from_blob, to_blob
+from services.aggregator.scores import TraceSpan, settle
+from services.common.logs import get_logger
+
+log = get_logger(component="aggregator.store")
+
+# A connection, whether from a pool or on its own.
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+_CATEGORICAL = 3  # ScoreDataType.SCORE_DATA_TYPE_CATEGORICAL
+
+
+@dataclass(frozen=True)
+class PendingScore:
+    project_id: uuid.UUID
+    score_id: str
+    trace_id: bytes
+    span_id: bytes
+    name: str
+    value: float
+    numeric: bool
+    is_error: bool
+
+
+def _partition_name(day: date) -> str:
+    return f"runs_{day:%Y%m%d}"
+
+
+class Partitions:
+    """Daily partitions of `runs`: made ahead for the coming days, and on demand for any other day."""
+
+    def __init__(self) -> None:
+        self._known: set[date] = set()
+
+    async def load(self, pool: asyncpg.Pool) -> None:
+        names = await pool.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'runs'::regclass"
+        )
+        for (name,) in names:
+            try:
+                self._known.add(datetime.strptime(name, "runs_%Y%m%d").date())
+            except ValueError:
+                continue
+
+    async def ensure(self, pool: asyncpg.Pool, days: Iterable[date]) -> None:
+        for day in sorted(set(days) - self._known):
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            sql = (
+                f"CREATE TABLE IF NOT EXISTS {_partition_name(day)} PARTITION OF runs "
+                f"FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')"
+            )
+            # another replica may make it at the same moment
+            with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+                await pool.execute(sql)
+            self._known.add(day)
+            log.info("partition_ready", partition=_partition_name(day))
+
+    async def ahead(self, pool: asyncpg.Pool, days: int = 3) -> None:
+        today = datetime.now(UTC).date()
+        await self.ensure(pool, (today + timedelta(days=d) for d in range(-1, days)))
+
+
+def days_of(rows: Sequence[RunRow]) -> set[date]:
+    return {row[1].date() for row in rows}  # type: ignore[attr-defined]
+
+
+_STAGE_RUNS = "CREATE TEMP TABLE IF NOT EXISTS runs_stage (LIKE runs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+_INSERT_RUNS = f"""
+INSERT INTO runs ({", ".join(RUN_COLUMNS)}) SELECT {", ".join(RUN_COLUMNS)} FROM runs_stage
+ON CONFLICT DO NOTHING
+RETURNING project_id, trace_id, start_ns, is_generation, app_version, prompt_name, prompt_version, model,
+          latency_ms, ttft_ms, input_tokens, output_tokens, cost, status
+"""
+
+
+async def store_runs(conn: Conn, rows: Sequence[RunRow]) -> tuple[list[Generation], set[tuple]]:
+    """Insert runs not stored before; return the new generations and the (project, trace) they touched."""
+    await conn.execute(_STAGE_RUNS)
+    await conn.copy_records_to_table("runs_stage", records=rows, columns=RUN_COLUMNS)
+    inserted = await conn.fetch(_INSERT_RUNS)
+    generations = [
+        Generation(
+            project_id=r["project_id"],
+            start_ns=r["start_ns"],
+            key=RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
+            latency_ms=r["latency_ms"],
+            ttft_ms=r["ttft_ms"],
+            input_tokens=r["input_tokens"],
+            output_tokens=r["output_tokens"],
+            cost=r["cost"],
+            is_error=r["status"] == 2,
+        )
+        for r in inserted
+        if r["is_generation"]
+    ]
+    return generations, {(r["project_id"], r["trace_id"]) for r in inserted}
+
+
+_STAGE_SCORES = "CREATE TEMP TABLE IF NOT EXISTS scores_stage (LIKE scores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+_INSERT_SCORES = f"""
+INSERT INTO scores ({", ".join(SCORE_COLUMNS)}) SELECT {", ".join(SCORE_COLUMNS)} FROM scores_stage
+ON CONFLICT DO NOTHING
+RETURNING project_id, score_id, trace_id, span_id, name, value, data_type, is_error
+"""
+_PENDING_COLUMNS = "project_id, score_id, trace_id, span_id, name, value, data_type, is_error"
+
+
+def _pending(rows: Iterable[asyncpg.Record]) -> list[PendingScore]:
+    return [
+        PendingScore(
+            r["project_id"],
+            r["score_id"],
+            r["trace_id"],
+            r["span_id"],
+            r["name"],
+            r["value"],
+            r["data_type"] != _CATEGORICAL,
+            r["is_error"],
+        )
+        for r in rows
+    ]
+
+
+async def store_scores(conn: Conn, rows: Sequence[ScoreRow]) -> list[PendingScore]:
+    """Insert scores not stored before; return the new ones (all pending until settled)."""
+    await conn.execute(_STAGE_SCORES)
+    await conn.copy_records_to_table("scores_stage", records=rows, columns=SCORE_COLUMNS)
+    return _pending(await conn.fetch(_INSERT_SCORES))
+
+
+async def pending_of_traces(conn: Conn, traces: set[tuple]) -> list[PendingScore]:
+    """Lock the pending scores of these traces; those another transaction holds are its to settle."""
+    by_project: dict[uuid.UUID, list[bytes]] = defaultdict(list)
+    for project, trace in traces:
+        by_project[project].append(trace)
+    out: list[PendingScore] = []
+    for project, trace_ids in sorted(by_project.items()):
+        rows = await conn.fetch(
+            f"SELECT {_PENDING_COLUMNS} FROM scores WHERE project_id = $1 AND NOT applied "
+            "AND trace_id = ANY($2::bytea[]) ORDER BY score_id FOR UPDATE SKIP LOCKED",
+            project,
+            trace_ids,
+        )
+        out.extend(_pending(rows))
+    return out
+
+
+async def oldest_pending(conn: Conn, limit: int, min_age_seconds: float) -> list[PendingScore]:
+    rows = await conn.fetch(
+        f"SELECT {_PENDING_COLUMNS} FROM scores WHERE NOT applied "
+        "AND received_at < now() - make_interval(secs => $2) ORDER BY received_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+        min_age_seconds,
+    )
+    return _pending(rows)
+
+
+async def _trace_spans(conn: Conn, project: uuid.UUID, traces: list[bytes]) -> dict[bytes, list]:
+    rows = await conn.fetch(
+        "SELECT trace_id, span_id, parent_span_id, start_ns, is_generation, app_version, prompt_name, "
+        "prompt_version, model FROM runs WHERE project_id = $1 AND trace_id = ANY($2::bytea[])",
+        project,
+        traces,
+    )
+    spans: dict[bytes, list[TraceSpan]] = defaultdict(list)
+    for r in rows:
+        key = RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"])
+        spans[r["trace_id"]].append(
+            TraceSpan(r["span_id"], r["parent_span_id"], r["start_ns"], r["is_generation"], key)
+        )
+    return spans
+
+
+async def settle_scores(conn: Conn, pending: Sequence[PendingScore]) -> list[AppliedScore]:
+    """Settle the scores whose run is stored (marking them applied); return what they add to rollups."""
+    by_project: dict[uuid.UUID, list[PendingScore]] = defaultdict(list)
+    for p in pending:
+        by_project[p.project_id].append(p)
+    applied: list[AppliedScore] = []
+    for project, scores in sorted(by_project.items()):
+        spans = await _trace_spans(conn, project, sorted({s.trace_id for s in scores}))
+        ids: list[str] = []
+        targets: list[bytes] = []
+        for score in scores:
+            settled = settle(score.span_id, spans.get(score.trace_id, []))
+            if settled is None:
+                continue
+            ids.append(score.score_id)
+            targets.append(settled.span_id)
+            run = settled.counts_toward
+            if run is not None:
+                applied.append(
+                    AppliedScore(project, run.start_ns, run.key, score.name, score.value, score.is_error, score.numeric)
+                )
+        if ids:
+            await conn.execute(
+                "UPDATE scores s SET applied = true, applied_at = now(), target_span_id = u.target "
+                "FROM unnest($2::text[], $3::bytea[]) AS u(score_id, target) "
+                "WHERE s.project_id = $1 AND s.score_id = u.score_id",
+                project,
+                ids,
+                targets,
+            )
+    return applied
+
+
+_ROLLUP_KEY = "project_id, width_minutes, bucket, app_version, prompt_name, prompt_version, model"
+_UNNEST_KEYS = "unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[])"
+# COLLATE "C" orders text by code point, as Python sorts str: both steps lock rows in one order.
+_ORDER = (
+    'project_id, width_minutes, bucket, app_version COLLATE "C", prompt_name COLLATE "C", prompt_version, '
+    'model COLLATE "C"'
+)
+
+
+def _key_arrays(ids: Sequence[CellId]) -> list[list]:
+    return [
+        [i[0] for i in ids],
+        [i[1] for i in ids],
+        [i[2] for i in ids],
+        [i[3].app_version for i in ids],
+        [i[3].prompt_name for i in ids],
+        [i[3].prompt_version for i in ids],
+        [i[3].model for i in ids],
+    ]
+
+
+async def add_to_rollups(conn: Conn, cells: dict[CellId, Cell]) -> None:
+    """Add each cell into its rollup row: rows are created, then locked in one key order, merged, written."""
+    if not cells:
+        return
+    ids = sorted(cells)
+    keys = _key_arrays(ids)
+    await conn.execute(
+        f"INSERT INTO rollups ({_ROLLUP_KEY}) SELECT * FROM {_UNNEST_KEYS} ON CONFLICT DO NOTHING",
+        *keys,
+    )
+    current = await conn.fetch(
+        f"SELECT r.* FROM rollups r JOIN {_UNNEST_KEYS} AS u({_ROLLUP_KEY}) USING ({_ROLLUP_KEY}) "
+        f"ORDER BY {_ORDER} FOR UPDATE OF r",
+        *keys,
+    )
+    merged: dict[CellId, Cell] = {}
+    for r in current:
+        cid = (
+            r["project_id"],
+            r["width_minutes"],
+            r["bucket"],
+            RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
+        )
+        sketches, score_errors = sketches_from_blob(r["sketches"])
+        cell = Cell(
+            r["generation_count"],
+            r["error_count"],
+            r["input_tokens"],
+            r["output_tokens"],
+            r["cost"],
+            r["first_ns"],
+            r["last_ns"],
+            sketches,
+            score_errors,
+        )
+        cell.absorb(cells[cid])
+        merged[cid] = cell
+    out = [merged[cid] for cid in ids]
+    await conn.execute(
+        f"UPDATE rollups r SET generation_count = u.g, error_count = u.e, input_tokens = u.i, output_tokens = u.o, "
+        "cost = u.c, first_ns = u.f, last_ns = u.l, sketches = u.s "
+        "FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], "
+        "$8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::bigint[], $14::bigint[], "
+        f"$15::bytea[]) AS u({_ROLLUP_KEY}, g, e, i, o, c, f, l, s) "
+        "WHERE (r.project_id, r.width_minutes, r.bucket, r.app_version, r.prompt_name, r.prompt_version, r.model) "
+        "= (u.project_id, u.width_minutes, u.bucket, u.app_version, u.prompt_name, u.prompt_version, u.model)",
+        *keys,
+        [c.generations for c in out],
+        [c.errors for c in out],
+        [c.input_tokens for c in out],
+        [c.output_tokens for c in out],
+        [c.cost for c in out],
+        [c.first_ns for c in out],
+        [c.last_ns for c in out],
+        [to_blob(c) for c in out],
+    )
