@@ -1,11 +1,23 @@
-"""Wires the evaluator service: its listeners and workers, in the order they start and stop."""
+"""Wires the evaluator service: its HTTP API and its span consumer.
+
+spans stream ─▶ consume (decode → selection.plan → records.recorded → evaluate: rules | embedding | judge
+             → records.record → publish) ─▶ scores stream; then ack.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from services.common.http import build_http_app, project_routes
-from services.common.runtime import Component, HttpServer, Needs, Resources, run_service
+from services.common.runtime import Component, HttpServer, Needs, Resources, Worker, run_service
+from services.evaluator.api import evaluator_routes
+from services.evaluator.config import EvaluatorConfig
+from services.evaluator.consume import SpanConsumer
+from services.evaluator.embedding import EmbeddingBatcher
+from services.evaluator.evaluate import Evaluators
+from services.evaluator.judge import Judge
+from services.evaluator.project_rules import RuleCache
 
 NAME = "evaluator"
 NEEDS = Needs(postgres=True, nats=True)
@@ -13,8 +25,25 @@ NEEDS = Needs(postgres=True, nats=True)
 
 async def build(resources: Resources) -> Sequence[Component]:
     settings = resources.settings
-    app = build_http_app(resources, project_routes(), title="Vane evaluator")
-    return [HttpServer(f"{NAME}-http", app, settings.bind_host, settings.evaluator_port)]
+    assert resources.pool is not None and resources.bus is not None
+    config = EvaluatorConfig.from_env()
+    rules = RuleCache(resources.pool, config.rules_ttl_seconds)
+    evaluators = Evaluators(Judge(config.judge), EmbeddingBatcher())
+    consumer = SpanConsumer(resources.bus, resources.pool, evaluators, rules, config)
+
+    async def consume(stopping: asyncio.Event) -> None:
+        try:
+            await consumer.run(stopping)
+        finally:
+            await evaluators.close()
+
+    app = build_http_app(
+        resources, [*project_routes(), *evaluator_routes(resources.pool, rules)], title="Vane evaluator"
+    )
+    return [
+        HttpServer(f"{NAME}-http", app, settings.bind_host, settings.evaluator_port),
+        Worker(f"{NAME}-spans", consume),
+    ]
 
 
 def main() -> None:

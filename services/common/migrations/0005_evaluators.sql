@@ -19,6 +19,8 @@ CREATE INDEX evaluator_rules_project ON evaluator_rules (project_id) WHERE enabl
 
 -- One row per (span, score name, evaluator, evaluator version): score_id is uuid5 of those.
 -- status 'ok' carries the value; 'error' carries the reason in comment and no value.
+-- A row is written before its score is published and the span acked: a redelivered span
+-- republishes the recorded score (same score_id) instead of evaluating again.
 CREATE TABLE evaluations (
     score_id uuid PRIMARY KEY,
     project_id uuid NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
@@ -41,9 +43,7 @@ CREATE TABLE evaluations (
     prompt_name text NOT NULL DEFAULT '',
     prompt_version integer NOT NULL DEFAULT 0,
     attempts integer NOT NULL DEFAULT 1,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz                 -- null: recorded, not yet on the scores stream
+    created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX evaluations_project_time ON evaluations (project_id, created_at DESC);
 CREATE INDEX evaluations_project_status ON evaluations (project_id, status, created_at DESC);
-CREATE INDEX evaluations_unpublished ON evaluations (created_at) WHERE published_at IS NULL;
