@@ -2,5 +2,21 @@
 
 from vane.client import Vane
 from vane.config import ClientConfig
+from vane.observe import observe
+from vane.tracing import ScoreError
+from vane.tracing_generation import Generation, current_generation, update_current_generation
+from vane.tracing_register import EvalTag, ProjectType, flush, register
 
-__all__ = ["ClientConfig", "Vane"]
+__all__ = [
+    "ClientConfig",
+    "EvalTag",
+    "Generation",
+    "ProjectType",
+    "ScoreError",
+    "Vane",
+    "current_generation",
+    "flush",
+    "observe",
+    "register",
+    "update_current_generation",
+]

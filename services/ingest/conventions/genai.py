@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from services.ingest.conventions.convention import Convention, Indexed, amount, count, lowered, text
+from services.ingest.conventions.convention import Convention, Indexed, count, lowered, text
 
 OPERATION_KINDS = {
     "chat": "llm",
@@ -37,7 +37,6 @@ GENAI = Convention(
         "gen_ai.completion": ("output", text),
         "error.message": ("error_message", text),
         "error.type": ("error_message", text),
-        "gen_ai.client.time_to_first_token": ("ttft_ms", amount),
     },
     indexed=(
         Indexed("gen_ai.prompt.", re.compile(r"^gen_ai\.prompt\.(\d+)\.(role|content)$"), "input"),
