@@ -82,7 +82,9 @@ async def test_a_label_is_on_one_version_and_setting_it_moves_it(api: httpx.Asyn
     await _create(api, name, "one", labels=["production", "staging"])
     await _create(api, name, "two")
     await api.patch(f"/api/v1/prompts/{name}/versions/2", json={"labels": ["production"]})
-    versions = {v["version"]: v["labels"] for v in (await api.get(f"/api/v1/prompts/{name}/versions")).json()["versions"]}
+    versions = {
+        v["version"]: v["labels"] for v in (await api.get(f"/api/v1/prompts/{name}/versions")).json()["versions"]
+    }
     assert versions == {2: ["latest", "production"], 1: ["staging"]}
     listed = {p["name"]: p for p in (await api.get("/api/v1/prompts")).json()["prompts"]}
     assert listed[name]["versions"] == [

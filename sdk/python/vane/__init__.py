@@ -3,6 +3,8 @@
 from vane.client import Vane
 from vane.config import ClientConfig
 from vane.observe import observe
+from vane.prompt import Prompt
+from vane.prompts import PromptError, PromptNotFound, PromptRejected, RegistryUnavailable
 from vane.tracing import ScoreError
 from vane.tracing_generation import Generation, current_generation, update_current_generation
 from vane.tracing_register import EvalTag, ProjectType, flush, register
@@ -12,6 +14,11 @@ __all__ = [
     "EvalTag",
     "Generation",
     "ProjectType",
+    "Prompt",
+    "PromptError",
+    "PromptNotFound",
+    "PromptRejected",
+    "RegistryUnavailable",
     "ScoreError",
     "Vane",
     "current_generation",
