@@ -17,8 +17,16 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
 
 from services.common.logs import get_logger
 from services.common.settings import Settings
@@ -72,11 +80,15 @@ class Topology:
     EVALUATOR_SPANS = "evaluator-spans"
 
     def streams(self, settings: Settings) -> list[StreamConfig]:
-        def stream(name: str, subjects: list[str]) -> StreamConfig:
+        def stream(name: str, subjects: list[str], work: bool) -> StreamConfig:
+            # Work streams keep a message until every consumer has acked it, and refuse new ones
+            # when full (ingest then answers 503 and the client retries): a backlog is never
+            # dropped to make room. Dead letters are kept for inspection until they age out.
             return StreamConfig(
                 name=name,
                 subjects=subjects,
-                retention=RetentionPolicy.LIMITS,
+                retention=RetentionPolicy.INTEREST if work else RetentionPolicy.LIMITS,
+                discard=DiscardPolicy.NEW if work else DiscardPolicy.OLD,
                 storage=StorageType.FILE,
                 max_age=settings.stream_max_age_hours * 3600,
                 max_bytes=settings.stream_max_bytes,
@@ -84,9 +96,9 @@ class Topology:
             )
 
         return [
-            stream(self.spans_stream, [self.spans_subject]),
-            stream(self.scores_stream, [self.scores_subject]),
-            stream(self.dead_letter_stream, [f"{self.namespace}.dead.>"]),
+            stream(self.spans_stream, [self.spans_subject], work=True),
+            stream(self.scores_stream, [self.scores_subject], work=True),
+            stream(self.dead_letter_stream, [f"{self.namespace}.dead.>"], work=False),
         ]
 
     def consumers(self) -> list[tuple[str, ConsumerConfig]]:
@@ -125,9 +137,13 @@ class Bus:
             assert config.name is not None
             try:
                 await self.js.stream_info(config.name)
-                await self.js.update_stream(config)
             except NotFoundError:
                 await self.js.add_stream(config)
+                continue
+            try:
+                await self.js.update_stream(config)
+            except BadRequestError as exc:  # e.g. a retention policy the server will not change in place
+                log.warning("stream_config_kept", stream=config.name, reason=str(exc))
         for stream, consumer in self.topology.consumers():
             await self.js.add_consumer(stream, consumer)
 
