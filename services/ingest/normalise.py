@@ -161,7 +161,8 @@ def canonical_span(span: Span, resource: Mapping[str, Any], project_id: str, tab
     start = span.start_time_unix_nano
     ttft = f.get("ttft_ms")
     completion_start = f.get("completion_start_ns")
-    if ttft is None and completion_start is not None and completion_start >= start:
+    # A first token outside the span's own interval is a clock or client error: no TTFT then.
+    if ttft is None and completion_start is not None and start <= completion_start <= span.end_time_unix_nano:
         ttft = (completion_start - start) / 1e6
     input_tokens, output_tokens = f.get("input_tokens"), f.get("output_tokens")
     total = f.get("total_tokens")

@@ -12,10 +12,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 Converter = Callable[[Any], Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Expander = Callable[[Any], Mapping[str, Any] | None]
 
 # The canonical fields a span table may fill (see normalise.CanonicalFields for their use).
@@ -132,7 +133,10 @@ def timestamp_ns(value: Any) -> int | None:
         return None
     raw = value.strip().strip('"')
     try:
-        return int(datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() * 1_000_000_000)
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
     except ValueError:
         return None
 
