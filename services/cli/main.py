@@ -85,6 +85,9 @@ def up(demo: bool) -> None:
     raise SystemExit(run_stack(demo=demo))
 
 
+cli.add_command(importlib.import_module("services.cli.prompts").prompts)
+
+
 def main() -> None:
     cli()
 
