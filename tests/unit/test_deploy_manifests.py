@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import helm_python as helm
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -85,6 +86,29 @@ def test_chart_lints_clean_under_helm() -> None:
 def test_k8s_manifests_are_the_chart_rendered_with_default_values() -> None:
     expected = renderer.manifests_text(renderer.render())
     assert (REPO / "k8s" / "vane.yaml").read_text() == expected, "run: .venv/bin/python k8s/render.py"
+
+
+# Every option that changes what the chart renders, at once.
+_ALL_OPTIONS: dict[str, Any] = {
+    "ingress": {"enabled": True, "className": "nginx", "tls": [{"secretName": "t", "hosts": ["vane.example.com"]}]},
+    "initProject": {"name": "acme", "publicKey": "pk-vane-acme", "secretKey": "sk-vane-acme"},
+    "secretEnv": {"VANE_JUDGE_API_KEY": "sk-judge"},
+    "services": {"evaluator": {"env": {"VANE_JUDGE_MODEL": "gpt-4o"}}, "ingest": {"serviceType": "LoadBalancer"}},
+    "extraEnv": [{"name": "TZ", "value": "UTC"}],
+    "imagePullSecrets": [{"name": "registry"}],
+    "podAnnotations": {"team": "llm"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "llm", "operator": "Exists"}],
+    "affinity": {"podAntiAffinity": {}},
+    "devReload": True,
+}
+
+
+@pytest.mark.parametrize("kube", ["1.25", "1.37"])  # Chart.yaml's oldest, and the newest schema at hand
+@pytest.mark.parametrize("values", [None, _ALL_OPTIONS, {"datastores": {"existingSecret": "mine"}}])
+def test_rendered_manifests_are_valid_kubernetes_objects(kube: str, values: dict[str, Any] | None) -> None:
+    for manifest in _rendered(values):
+        kubernetes_validate.validate(manifest, kube, strict=True)
 
 
 def test_chart_bundles_no_datastores(manifests: list[Manifest]) -> None:
