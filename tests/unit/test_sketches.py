@@ -18,7 +18,7 @@ quantiles = st.sampled_from([0.0, 0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0])
 def _within_bound(sketch: Sketch, values: list[float], q: float) -> bool:
     """The answer is within ACCURACY of the exact order statistic at rank q·(n−1) (DDSketch's definition)."""
     ordered = np.sort(np.asarray(values))
-    exact = ordered[int(math.floor(q * (len(values) - 1)))]
+    exact = ordered[math.floor(q * (len(values) - 1))]
     got = sketch.quantile(q)
     assert got is not None
     return abs(got - exact) <= ACCURACY * abs(exact) + 1e-12
