@@ -30,8 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 from services.common.settings import Settings
 
 _PR_SET_PDEATHSIG = 1
-_DEFAULT_PORTS = {"postgres": 5432, "nats": 4222, "redis": 6379}
-_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; Postgres adds "/.s.PGSQL.NNNNN"
+_SOCKET_DIR_MAX = 90  # sun_path holds 108 bytes, and Postgres adds "/.s.PGSQL.NNNNN"
 
 
 def _answers(url: str, default_port: int) -> bool:
@@ -283,7 +282,7 @@ class EmbeddedPostgres(EmbeddedServer):
             raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
 
     def command(self) -> list[str]:
-        socket_dir = str(self.data_dir) if len(str(self.data_dir)) < _SOCKET_PATH_MAX - 20 else ""
+        socket_dir = str(self.data_dir) if len(str(self.data_dir)) <= _SOCKET_DIR_MAX else ""
         return [
             str(self.bindir / "postgres"),
             *("-D", str(self.data_dir), "-p", str(self.port), "-k", socket_dir),
@@ -309,7 +308,7 @@ class EmbeddedPostgres(EmbeddedServer):
             link.mkdir(parents=True, exist_ok=True)
             return link
         if _reachable_by(account, self.directory) and not link.is_symlink():
-            _chown_tree(self.directory, account)
+            os.chown(self.directory, account.pw_uid, account.pw_gid)
             link.mkdir(exist_ok=True)
             os.chown(link, account.pw_uid, account.pw_gid)
             return link
@@ -345,10 +344,6 @@ def _reachable_by(account: pwd.struct_passwd, directory: Path) -> bool:
     return True
 
 
-def _chown_tree(directory: Path, account: pwd.struct_passwd) -> None:
-    os.chown(directory, account.pw_uid, account.pw_gid)
-
-
 def _is_temporary(directory: Path) -> bool:
     return directory.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
 
@@ -380,7 +375,7 @@ class EmbeddedStack:
                 if name not in missing:
                     continue
                 configured = urlsplit(self.configured_url(name))
-                port = configured.port or _DEFAULT_PORTS[name]
+                port = configured.port or _SERVERS[name].default_port
                 if not port_is_free(port):
                     port = free_port()
                 server = _SERVERS[name](self.root / name, port)
