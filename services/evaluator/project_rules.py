@@ -155,7 +155,8 @@ async def update(
     """Apply a partial update (any of the rule's fields; enabled=false disables it)."""
     row = await get(pool, project_id, rule_id)
     stored = _decode(row["config"])
-    current = {k: _decode(row[k]) for k in ("name", "evaluator", "filter", "mapping", "sampling_rate", "enabled")}
+    current = {k: row[k] for k in ("name", "evaluator", "sampling_rate", "enabled")}
+    current.update(filter=_decode(row["filter"]), mapping=_decode(row["mapping"]))
     if isinstance(changes.get("config"), Mapping):  # a masked secret sent back keeps the stored one
         changes = {**changes, "config": {k: stored.get(k) if v == "***" else v for k, v in changes["config"].items()}}
     rule = validate({**current, "config": stored, **changes})

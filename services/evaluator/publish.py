@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import Sequence
 
 from vane.v1 import bus_pb2
 
 from services.common.bus import Bus
 from services.evaluator.records import Evaluation
-from services.evaluator.selection import SCORE_NAMESPACE
 
 SCHEMA_VERSION = 1
 _DATA_TYPES = {
@@ -42,15 +41,12 @@ def to_score(evaluation: Evaluation) -> bus_pb2.Score:
     return score
 
 
-def message_id(evaluations: Sequence[Evaluation]) -> str:
-    """One score: its score_id. Several: a uuid5 of their sorted ids, the same on every redelivery."""
-    ids = sorted(str(e.score_id) for e in evaluations)
-    return ids[0] if len(ids) == 1 else str(uuid.uuid5(SCORE_NAMESPACE, ",".join(ids)))
-
-
 async def publish_scores(bus: Bus, evaluations: Sequence[Evaluation]) -> None:
-    """Publish the evaluations as one ScoreBatch and return once JetStream has stored it."""
-    if not evaluations:
-        return
-    batch = bus_pb2.ScoreBatch(schema_version=SCHEMA_VERSION, scores=[to_score(e) for e in evaluations])
-    await bus.publish(bus.topology.scores_subject, batch.SerializeToString(), msg_id=message_id(evaluations))
+    """Publish each evaluation as its own message with Nats-Msg-Id = score_id, concurrently, and return
+    once JetStream has stored them all: a republished score within the dedupe window is stored once."""
+
+    async def one(evaluation: Evaluation) -> None:
+        batch = bus_pb2.ScoreBatch(schema_version=SCHEMA_VERSION, scores=[to_score(evaluation)])
+        await bus.publish(bus.topology.scores_subject, batch.SerializeToString(), msg_id=str(evaluation.score_id))
+
+    await asyncio.gather(*(one(e) for e in evaluations))

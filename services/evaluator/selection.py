@@ -91,7 +91,7 @@ def read_tag(tag: Any) -> TagEvaluation | None:
     if not isinstance(tag, Mapping):
         return None
     name = str(tag.get("evaluator") or tag.get("eval_name") or "")
-    alias = TRACEAI_ALIASES.get(name) if name not in CATALOGUE else None
+    alias = TRACEAI_ALIASES.get(name)  # renames traceAI input names; Vane names pass unchanged
     evaluator = alias.evaluator if alias else name
     if evaluator not in CATALOGUE:
         return None
