@@ -1,0 +1,244 @@
+"""Prompt registry benchmark: prints gRPC GetPrompt throughput and latency at 64 calls in flight,
+the SDK's cached get_prompt time, and how long a label move takes to reach a watching SDK.
+
+    .venv/bin/python -m tests.bench.bench_registry [--seconds 10] [--in-flight 64] [--clients 1]
+
+It makes a database and a namespace of its own on the configured Postgres, NATS and Redis,
+starts a real registry process on free ports, and removes what it made when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import secrets
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import grpc
+import httpx
+import vane
+from vane.v1 import prompts_pb2 as pb
+from vane.v1 import prompts_pb2_grpc
+
+from services.common import db
+from services.common.auth import create_project
+from services.common.settings import Settings
+from tests.support.processes import ServiceProcess, free_port, port_open
+
+TARGETS = {"calls_per_second": 8_000, "p99_ms": 5.0, "cached_get_us": 5.0, "label_move_s": 1.0}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _load(address: str, secret: str, seconds: float, in_flight: int) -> tuple[int, list[float]]:
+    """Keep `in_flight` GetPrompt calls going for `seconds`; return the count and latencies (ms)."""
+    metadata = (("authorization", f"Bearer {secret}"),)
+    request = pb.GetPromptRequest(name="bench", label="production")
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = prompts_pb2_grpc.PromptServiceStub(channel)
+        for _ in range(200):  # warm: connection, caches, the interpreter's hot paths
+            await stub.GetPrompt(request, metadata=metadata)
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while (start := time.perf_counter()) < end:
+                await stub.GetPrompt(request, metadata=metadata)
+                latencies.append((time.perf_counter() - start) * 1000)
+
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return len(latencies), latencies
+
+
+def _load_process(address: str, secret: str, seconds: float, in_flight: int, out: multiprocessing.Queue) -> None:
+    import uvloop
+
+    out.put(uvloop.run(_load(address, secret, seconds, in_flight)))
+
+
+async def _bare_server(port: int, payload: bytes) -> None:
+    async def answer(request: pb.GetPromptRequest, context: object) -> bytes:
+        return payload
+
+    handler = grpc.unary_unary_rpc_method_handler(answer, request_deserializer=pb.GetPromptRequest.FromString)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("vane.v1.PromptService", {"GetPrompt": handler}),)
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
+def _bare_server_process(port: int, payload: bytes) -> None:
+    import uvloop
+
+    uvloop.run(_bare_server(port, payload))
+
+
+def grpc_ceiling(payload: bytes, seconds: float, in_flight: int, clients: int) -> None:
+    """The same load on a grpc.aio server that only returns fixed bytes: what this machine allows now."""
+    port = free_port()
+    server = multiprocessing.Process(target=_bare_server_process, args=(port, payload), daemon=True)
+    server.start()
+    while not port_open("127.0.0.1", port):
+        time.sleep(0.05)
+    try:
+        grpc_throughput(f"127.0.0.1:{port}", "none", seconds, in_flight, clients, label="bare grpc.aio ceiling")
+    finally:
+        server.kill()
+
+
+def grpc_throughput(
+    address: str, secret: str, seconds: float, in_flight: int, clients: int, label: str = "grpc GetPrompt"
+) -> None:
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    per_client = max(1, in_flight // clients)
+    procs = [
+        multiprocessing.Process(target=_load_process, args=(address, secret, seconds, per_client, queue))
+        for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    count = sum(r[0] for r in results)
+    latencies = [x for r in results for x in r[1]]
+    rate = count / seconds
+    p50, p99 = _percentile(latencies, 0.50), _percentile(latencies, 0.99)
+    print(
+        f"{label}: {rate:,.0f} calls/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+        f"({per_client * clients} in flight over {clients} client process(es), {seconds:.0f} s)"
+    )
+    if label != "grpc GetPrompt":
+        return
+    print(
+        f"  target >= {TARGETS['calls_per_second']:,} calls/s and p99 < {TARGETS['p99_ms']} ms: "
+        f"{'met' if rate >= TARGETS['calls_per_second'] and p99 < TARGETS['p99_ms'] else 'NOT met'}"
+    )
+
+
+def cached_get(client: vane.Vane) -> None:
+    client.get_prompt("bench", cache_ttl_seconds=3600)
+    batch, means = 1000, []
+    for _ in range(300):
+        start = time.perf_counter_ns()
+        for _ in range(batch):
+            client.get_prompt("bench", cache_ttl_seconds=3600)
+        means.append((time.perf_counter_ns() - start) / batch / 1000)
+    median = statistics.median(means)
+    print(
+        f"sdk cached get_prompt: median {median:.2f} us per call (p99 of batch means {_percentile(means, 0.99):.2f} us)"
+    )
+    print(f"  target < {TARGETS['cached_get_us']} us: {'met' if median < TARGETS['cached_get_us'] else 'NOT met'}")
+
+
+def label_move_delay(client: vane.Vane, http: httpx.Client, moves: int) -> None:
+    assert client._prompt_watcher is not None and client._prompt_watcher.connected.wait(10)
+    delays = []
+    for i in range(moves):
+        target = 2 if i % 2 == 0 else 1
+        start = time.perf_counter()
+        r = http.patch(f"/api/v1/prompts/bench-move/versions/{target}", json={"labels": ["production"]})
+        r.raise_for_status()
+        while client.get_prompt("bench-move", cache_ttl_seconds=3600).version != target:
+            if time.perf_counter() - start > 10:
+                raise SystemExit("a label move did not reach the SDK within 10 s")
+            time.sleep(0.0005)
+        delays.append(time.perf_counter() - start)
+    print(
+        f"label move -> watching sdk: median {statistics.median(delays) * 1000:.1f} ms, "
+        f"max {max(delays) * 1000:.1f} ms over {moves} moves (from the HTTP request)"
+    )
+    print(f"  target < {TARGETS['label_move_s']} s: {'met' if max(delays) < TARGETS['label_move_s'] else 'NOT met'}")
+
+
+async def _prepare(database_url: str) -> str:
+    await db.migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        _, keys = await create_project(conn, "bench")
+    finally:
+        await conn.close()
+    return keys.secret_key
+
+
+async def _drop(database_url: str, name: str) -> None:
+    admin = await asyncpg.connect(urlunsplit(urlsplit(database_url)._replace(path="/postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _delete_streams(nats_url: str, prefix: str) -> None:
+    import nats
+
+    nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=1)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            if info.config.name and info.config.name.startswith(f"{prefix}_"):
+                await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--clients", type=int, default=1, help="client processes sharing the in-flight calls")
+    parser.add_argument("--moves", type=int, default=20)
+    args = parser.parse_args()
+
+    settings = Settings.from_env()
+    token = secrets.token_hex(4)
+    name = f"vane_bench_{token}"
+    database_url = urlunsplit(urlsplit(settings.database_url)._replace(path=f"/{name}"))
+    namespace = f"b{token}"
+    secret = asyncio.run(_prepare(database_url))
+    env = {
+        "VANE_DATABASE_URL": database_url,
+        "VANE_NATS_URL": settings.nats_url,
+        "VANE_REDIS_URL": settings.redis_url,
+        "VANE_NAMESPACE": namespace,
+        "VANE_STREAM_MAX_BYTES": str(64 * 1024**2),
+        "VANE_LOG_LEVEL": "warning",
+    }
+    registry = ServiceProcess("registry", env, Path(tempfile.mkdtemp(prefix="vane-bench-")))
+    try:
+        registry.start()
+        address = f"127.0.0.1:{registry.grpc_port}"
+        client = vane.Vane(secret_key=secret, registry=address)
+        with httpx.Client(base_url=registry.url, headers={"Authorization": f"Bearer {secret}"}, timeout=10) as http:
+            for prompt, labels in (("bench", ["production"]), ("bench-move", ["production"]), ("bench-move", [])):
+                body = {"name": prompt, "prompt": "Hello {{name}}, " * 20, "config": {"model": "gpt-4o"}}
+                http.post("/api/v1/prompts", json={**body, "labels": labels}).raise_for_status()
+            grpc_throughput(address, secret, args.seconds, args.in_flight, args.clients)
+            served = http.get("/api/v1/prompts/bench").json()
+            payload = pb.GetPromptResponse(
+                prompt=pb.PromptVersion(name="bench", version=served["version"], text=served["prompt"])
+            ).SerializeToString()
+            grpc_ceiling(payload, args.seconds, args.in_flight, args.clients)
+            cached_get(client)
+            label_move_delay(client, http, args.moves)
+        client.close()
+    finally:
+        registry.terminate()
+        asyncio.run(_drop(settings.database_url, name))
+        asyncio.run(_delete_streams(settings.nats_url, namespace.upper()))
+
+
+if __name__ == "__main__":
+    main()
