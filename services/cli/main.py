@@ -86,6 +86,7 @@ def up(demo: bool) -> None:
 
 
 cli.add_command(importlib.import_module("services.cli.prompts").prompts)
+cli.add_command(importlib.import_module("services.cli.evals").eval_command)
 
 
 def main() -> None:
