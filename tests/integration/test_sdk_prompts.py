@@ -110,6 +110,19 @@ def test_removed_version_is_evicted_from_the_cache(
         client.get_prompt("temp", version=2)
 
 
+def test_label_taken_away_is_evicted_from_the_cache(
+    registry: ServiceProcess, project: Project, clients: Callable[..., vane.Vane]
+) -> None:
+    client = clients(project, registry)
+    client.create_prompt("canaried", "v1", labels=["canary"])
+    assert client.get_prompt("canaried", label="canary", cache_ttl_seconds=3600).version == 1
+    assert client._prompt_watcher is not None and client._prompt_watcher.connected.wait(DEADLINE_SECONDS)
+    with _http(registry, project) as http:
+        assert http.delete("/api/v1/prompts/canaried/labels/canary").status_code == 204
+    assert eventually(lambda: ("canaried", "canary", 0) not in client._prompt_entries)
+    assert client.get_prompt("canaried", label="canary", fallback="fb").is_fallback
+
+
 def test_split_label_gives_the_sdk_and_the_registry_the_same_version_per_sticky_key(
     registry: ServiceProcess, project: Project, clients: Callable[..., vane.Vane]
 ) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +102,7 @@ class PromptsMixin:
         self._prompt_metadata = (("authorization", f"Bearer {self.config.secret_key}"),)
         self._prompt_refresher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vane-prompt-refresh")
         self._prompt_watcher: PromptWatcher | None = None
+        self._prompt_watch_lock = threading.Lock()
 
     def _close_prompts(self) -> None:
         if self._prompt_watcher is not None:
@@ -209,7 +211,11 @@ class PromptsMixin:
 
     # -- the watch --------------------------------------------------------------------------------
     def _ensure_watching(self) -> None:
-        if self._prompt_watcher is None:
+        if self._prompt_watcher is not None:
+            return
+        with self._prompt_watch_lock:
+            if self._prompt_watcher is not None:
+                return
             self._prompt_watcher = PromptWatcher(
                 lambda: self._prompt_stub.WatchPrompts(pb.WatchPromptsRequest(), metadata=self._prompt_metadata),
                 self._prompt_changed,
