@@ -1,0 +1,219 @@
+"""Spans per second through ingest into JetStream, with ingest's CPU and memory.
+
+Several concurrent OTLP/HTTP clients send pre-encoded requests of 512 realistic generation spans
+(unique ids in every request, so JetStream's de-duplication never short-cuts the work) to a real
+`vane serve ingest` on the machine's NATS and Postgres, in a database and namespace of its own.
+
+    .venv/bin/python -m tests.bench.bench_ingest [--seconds 20] [--clients 8] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import nats
+import psutil
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from services.common import db
+from services.common.auth import create_project
+from services.common.bus import Topology
+from services.common.settings import Settings
+from tests.support.processes import ServiceProcess
+
+SPANS_PER_REQUEST = 512
+QUESTIONS = ["Where is my order?", "How do I reset my password?", "Can I change the delivery address?"]
+
+
+def _kv(key: str, value: str | int | float) -> KeyValue:
+    if isinstance(value, str):
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(double_value=value))
+
+
+def template() -> ExportTraceServiceRequest:
+    """One request of generation spans as an OpenTelemetry GenAI + traceAI client sends them."""
+    request = ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    resource.resource.attributes.extend(
+        [
+            _kv("service.name", "support-bot"),
+            _kv("project_name", "support-bot"),
+            _kv("project_type", "experiment"),
+            _kv("project_version_name", "gpt-4o-concise-prompt"),
+            _kv("eval_tags", '[{"type":"OBSERVATION_SPAN_TYPE","value":"LLM","eval_name":"is_json","mapping":{}}]'),
+        ]
+    )
+    scope = resource.scope_spans.add()
+    now = time.time_ns()
+    for i in range(SPANS_PER_REQUEST):
+        question = QUESTIONS[i % len(QUESTIONS)]
+        span = scope.spans.add(
+            name="chat gpt-4o", kind=3, start_time_unix_nano=now, end_time_unix_nano=now + 900_000_000
+        )
+        span.attributes.extend(
+            [
+                _kv("gen_ai.operation.name", "chat"),
+                _kv("gen_ai.system", "openai"),
+                _kv("gen_ai.request.model", "gpt-4o"),
+                _kv("gen_ai.response.model", "gpt-4o-2024-08-06"),
+                _kv("gen_ai.request.temperature", 0.2),
+                _kv("gen_ai.usage.input_tokens", random.randint(200, 1500)),
+                _kv("gen_ai.usage.output_tokens", random.randint(20, 400)),
+                _kv("gen_ai.prompt.template.name", "support-reply"),
+                _kv("gen_ai.prompt.template.version", 3),
+                _kv("gen_ai.server.time_to_first_token", random.uniform(80, 600)),
+                _kv("session.id", f"session-{i % 50}"),
+                _kv(
+                    "input.value",
+                    f'[{{"role":"system","content":"You are a concise support agent."}},'
+                    f'{{"role":"user","content":"{question}"}}]',
+                ),
+                _kv("output.value", "Thanks for reaching out. " + "Here is what you can do next. " * 6),
+            ]
+        )
+        span.status.code = 1
+    return request
+
+
+def unique_bodies(count: int) -> list[bytes]:
+    base = template()
+    spans = base.resource_spans[0].scope_spans[0].spans
+    bodies = []
+    for _ in range(count):
+        for span in spans:
+            span.trace_id = os.urandom(16)
+            span.span_id = os.urandom(8)
+        bodies.append(base.SerializeToString())
+    return bodies
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def client_loop(url: str, headers: dict[str, str], bodies: list[bytes], stop_at: float, start: int) -> int:
+    sent = 0
+    index = start
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1)) as client:
+        while time.monotonic() < stop_at:
+            response = await client.post(url, content=bodies[index % len(bodies)], headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"ingest answered {response.status_code}: {response.text[:300]}")
+            sent += SPANS_PER_REQUEST
+            index += 1
+    return sent
+
+
+def processes(root: psutil.Process) -> list[psutil.Process]:
+    return [root, *root.children(recursive=True)]
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def run(seconds: float, clients: int, workers: int) -> None:
+    settings = Settings.from_env()
+    token = secrets.token_hex(4)
+    database_url = _with_database(settings.database_url, f"vane_bench_{token}")
+    namespace = f"bench{token}"
+    await db.migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        _, keys = await create_project(conn, "bench")
+    finally:
+        await conn.close()
+    env = {
+        "VANE_DATABASE_URL": database_url,
+        "VANE_NAMESPACE": namespace,
+        "VANE_STREAM_MAX_BYTES": str(256 * 1024**2),  # the shared server reserves it up front; old messages go
+        "VANE_INGEST_WORKERS": str(workers),
+        "VANE_LOG_LEVEL": "warning",
+    }
+    print(f"pre-encoding requests of {SPANS_PER_REQUEST} spans …", flush=True)
+    bodies = unique_bodies(max(64, int(seconds * 12)))
+    size = len(bodies[0])
+    print(f"  {len(bodies)} requests, {size / 1024:.0f} KiB each ({size / SPANS_PER_REQUEST:.0f} B/span)")
+    ingest = ServiceProcess("ingest", env, Path(tempfile.mkdtemp()))
+    try:
+        ingest.start()
+        assert ingest.proc is not None
+        root = psutil.Process(ingest.proc.pid)
+        await asyncio.sleep(2.0)  # let the worker processes come up
+        procs = processes(root)
+        url = f"{ingest.url}/v1/traces"
+        headers = {"Authorization": f"Bearer {keys.secret_key}", "Content-Type": "application/x-protobuf"}
+        # warm up: caches of keys and prices, connections
+        await client_loop(url, headers, bodies, time.monotonic() + 2.0, 0)
+        cpu_before = cpu_seconds(procs)
+        me = psutil.Process()
+        client_before = cpu_seconds([me])
+        started = time.monotonic()
+        stop_at = started + seconds
+        counts = await asyncio.gather(*(client_loop(url, headers, bodies, stop_at, i * 7) for i in range(clients)))
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(procs) - cpu_before
+        client_cpu = cpu_seconds([me]) - client_before
+        rss = [p.memory_info().rss / 1024**2 for p in procs]
+        spans = sum(counts)
+        nc = await nats.connect(settings.nats_url)
+        info = await nc.jetstream().stream_info(Topology(namespace).spans_stream)
+        await nc.close()
+        print(f"ingest workers: {workers}, clients: {clients}, seconds: {elapsed:.1f}")
+        print(f"spans acknowledged (durable in JetStream): {spans}  →  {spans / elapsed:,.0f} spans/s")
+        print(f"requests: {spans // SPANS_PER_REQUEST} → {spans / SPANS_PER_REQUEST / elapsed:,.1f} req/s")
+        print(f"JetStream messages stored in the spans stream: {info.state.messages}")
+        print(f"ingest CPU: {cpu:.1f} s over {elapsed:.1f} s = {cpu / elapsed:.2f} cores")
+        print(f"ingest RSS per process (MB): {', '.join(f'{r:.0f}' for r in rss)}")
+        print(f"bench client CPU: {client_cpu / elapsed:.2f} cores; machine load average: {os.getloadavg()[0]:.1f}")
+    finally:
+        ingest.kill()
+        await _cleanup(settings, namespace, database_url)
+
+
+async def _cleanup(settings: Settings, namespace: str, database_url: str) -> None:
+    nc = await nats.connect(settings.nats_url)
+    js = nc.jetstream()
+    for info in await js.streams_info():
+        if info.config.name and info.config.name.startswith(namespace.upper() + "_"):
+            await js.delete_stream(info.config.name)
+    await nc.close()
+    admin = await asyncpg.connect(_with_database(settings.database_url, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(database_url).path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    asyncio.run(run(args.seconds, args.clients, args.workers))
+
+
+if __name__ == "__main__":
+    main()
