@@ -5,6 +5,7 @@ speaks the chat-completions protocol as the LLM judge."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -82,43 +83,64 @@ async def publish_spans(bus: Bus, project: Project, spans: list[bus_pb2.Canonica
     await bus.publish(bus.topology.spans_subject, batch.SerializeToString(), msg_id=msg_id or str(uuid.uuid4()))
 
 
-async def read_scores(bus: Bus, project: Project) -> list[bus_pb2.Score]:
-    """Every score of the project on the scores stream, one entry per stored message."""
-    sub = await bus.js.pull_subscribe(
-        bus.topology.scores_subject,
-        stream=bus.topology.scores_stream,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0),
-    )
-    found: list[bus_pb2.Score] = []
-    try:
+class ScoreReader:
+    """A project's scores as they reach the scores stream. Open it before publishing: the stream keeps
+    a message only while some consumer has yet to ack it, so this reader is one of those consumers."""
+
+    def __init__(self, bus: Bus, project: Project) -> None:
+        self.bus = bus
+        self.project = project
+        self.scores: list[bus_pb2.Score] = []  # one entry per stored message
+        self._sub: Any = None
+
+    async def open(self) -> ScoreReader:
+        self._sub = await self.bus.js.pull_subscribe(
+            self.bus.topology.scores_subject,
+            stream=self.bus.topology.scores_stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW, inactive_threshold=300.0, ack_wait=300.0),
+        )
+        return self
+
+    async def read(self) -> list[bus_pb2.Score]:
         while True:
             try:
-                msgs = await sub.fetch(batch=1000, timeout=0.5)
+                msgs = await self._sub.fetch(batch=1000, timeout=0.3)
             except (TimeoutError, nats.errors.TimeoutError):
-                break
+                return self.scores
             for msg in msgs:
                 batch = bus_pb2.ScoreBatch.FromString(msg.data)
-                found.extend(s for s in batch.scores if s.project_id == str(project.id))
+                self.scores.extend(s for s in batch.scores if s.project_id == str(self.project.id))
                 await msg.ack()
-    finally:
-        await sub.unsubscribe()
-    return found
+
+    async def eventually(self, count: int, timeout: float = 60.0) -> list[bus_pb2.Score]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if len(await self.read()) >= count or asyncio.get_running_loop().time() > deadline:
+                return self.scores
+            await asyncio.sleep(0.2)
+
+    async def settled(self, count: int) -> list[bus_pb2.Score]:
+        """The scores once `count` arrived, re-read after a pause so that any extra one would show."""
+        await self.eventually(count)
+        await asyncio.sleep(1.5)
+        return await self.read()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
 
 
-async def eventually_scores(bus: Bus, project: Project, count: int, timeout: float = 60.0) -> list[bus_pb2.Score]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        scores = await read_scores(bus, project)
-        if len(scores) >= count or asyncio.get_running_loop().time() > deadline:
-            return scores
-        await asyncio.sleep(0.3)
+@pytest.fixture
+async def scores_of(bus: Bus) -> AsyncIterator[Any]:
+    readers: list[ScoreReader] = []
 
+    async def open_reader(project: Project) -> ScoreReader:
+        readers.append(await ScoreReader(bus, project).open())
+        return readers[-1]
 
-async def settled_scores(bus: Bus, project: Project, count: int) -> list[bus_pb2.Score]:
-    """The scores once `count` arrived, re-read after a pause so that any extra one would show."""
-    await eventually_scores(bus, project, count)
-    await asyncio.sleep(1.5)
-    return await read_scores(bus, project)
+    yield open_reader
+    for reader in readers:
+        await reader.close()
 
 
 def api(evaluator: ServiceProcess, project: Project) -> httpx.AsyncClient:
@@ -133,16 +155,17 @@ async def create_rule(service: ServiceProcess, project: Project, /, **body: Any)
 
 
 async def test_rule_based_rules_score_the_spans_their_filter_matches(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     await create_rule(evaluator, project, evaluator="contains", name="mentions_paris", config={"value": "Paris"})
     await create_rule(
         evaluator, project, evaluator="length", name="words", filter={"app_version": "v2"}, config={"unit": "words"}
     )
     await publish_spans(bus, project, [a_span(project, app_version="v1"), a_span(project, app_version="v2")])
 
-    scores = await settled_scores(bus, project, 3)
+    scores = await scores_reader.settled(3)
     assert sorted(s.name for s in scores) == ["mentions_paris", "mentions_paris", "words"]
     contains = next(s for s in scores if s.name == "mentions_paris")
     assert contains.source == bus_pb2.SCORE_SOURCE_EVAL
@@ -158,9 +181,10 @@ async def test_rule_based_rules_score_the_spans_their_filter_matches(
 
 
 async def test_traceai_eval_tags_score_only_the_span_kind_they_target(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     tags = [
         {
             "type": "OBSERVATION_SPAN_TYPE",
@@ -179,7 +203,7 @@ async def test_traceai_eval_tags_score_only_the_span_kind_they_target(
     ]
     await publish_spans(bus, project, spans)
 
-    scores = await settled_scores(bus, project, 2)
+    scores = await scores_reader.settled(2)
     by_span = {s.span_id: s for s in scores}
     assert len(scores) == 2 and set(by_span) == {spans[0].span_id, spans[1].span_id}
     assert by_span[spans[0].span_id].value == 1.0 and by_span[spans[1].span_id].value == 0.0
@@ -187,28 +211,30 @@ async def test_traceai_eval_tags_score_only_the_span_kind_they_target(
 
 
 async def test_sampling_at_a_tenth_scores_about_a_tenth_of_the_spans(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     await create_rule(evaluator, project, evaluator="is_json", sampling_rate=0.1)
     for _ in range(6):
         await publish_spans(bus, project, [a_span(project) for _ in range(50)])
     async with api(evaluator, project) as client:
         await client.get("/readyz")
     await asyncio.sleep(3)  # no count to wait for: let the 300 spans pass through
-    scores = await settled_scores(bus, project, 1)
+    scores = await scores_reader.settled(1)
     assert 10 <= len(scores) <= 55, len(scores)  # binomial(300, 0.1): mean 30, sd 5.2
 
 
 async def test_llm_judge_scores_with_its_explanation_and_token_cost(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     await create_rule(evaluator, project, evaluator="llm_judge", name="helpfulness", config={"rubric": "helpfulness"})
     span = a_span(project)
     await publish_spans(bus, project, [span])
 
-    [score] = await settled_scores(bus, project, 1)
+    [score] = await scores_reader.settled(1)
     assert (score.name, score.evaluator_name, score.value) == ("helpfulness", "llm_judge", 0.75)
     assert score.comment == "judged by the test server" and not score.is_error
     assert score.HasField("eval_cost") and score.eval_cost == pytest.approx((120 * 0.15 + 30 * 0.60) / 1e6)
@@ -217,25 +243,27 @@ async def test_llm_judge_scores_with_its_explanation_and_token_cost(
 
 
 async def test_judge_answering_429_is_retried_after_its_retry_after_and_then_scores(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     flaky = f"flaky-2-{uuid.uuid4().hex[:8]}"  # two failures, then answers: within one delivery's retries
     await create_rule(evaluator, project, evaluator="llm_judge", config={"base_url": judge.base_url(flaky)})
     await publish_spans(bus, project, [a_span(project)])
-    [score] = await settled_scores(bus, project, 1)
+    [score] = await scores_reader.settled(1)
     assert not score.is_error and score.value == 0.75
     assert judge.requests[flaky] == 3
 
 
 async def test_judge_answering_non_json_records_an_error_and_never_a_score(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     await create_rule(evaluator, project, evaluator="llm_judge", config={"base_url": judge.base_url("nonjson")})
     await publish_spans(bus, project, [a_span(project)])
 
-    [score] = await settled_scores(bus, project, 1)
+    [score] = await scores_reader.settled(1)
     assert score.is_error and score.value == 0.0 and "non-JSON" in score.comment
     async with api(evaluator, project) as client:
         errors = (await client.get("/api/v1/evaluations", params={"status": "error"})).json()["evaluations"]
@@ -245,55 +273,59 @@ async def test_judge_answering_non_json_records_an_error_and_never_a_score(
 
 
 async def test_judge_that_times_out_keeps_the_span_for_its_budget_then_records_an_error(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     before = judge.requests["timeout"]
     await create_rule(evaluator, project, evaluator="llm_judge", config={"base_url": judge.base_url("timeout")})
     await publish_spans(bus, project, [a_span(project)])
 
-    [score] = await settled_scores(bus, project, 1)
+    [score] = await scores_reader.settled(1)
     assert score.is_error and "timed out" in score.comment and "delivered 3 times" in score.comment
     assert judge.requests["timeout"] - before == 3 * 3  # three deliveries of three attempts each
 
 
 async def test_span_survives_a_judge_outage_and_is_scored_when_it_is_back(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     flaky = f"flaky-4-{uuid.uuid4().hex[:8]}"  # the first delivery's three attempts and one more fail
     await create_rule(evaluator, project, evaluator="llm_judge", config={"base_url": judge.base_url(flaky)})
     await create_rule(evaluator, project, evaluator="is_json")
     await publish_spans(bus, project, [a_span(project)])
 
-    scores = await settled_scores(bus, project, 2)
+    scores = await scores_reader.settled(2)
     judged = [s for s in scores if s.name == "llm_judge"]
     assert len(judged) == 1 and not judged[0].is_error and judge.requests[flaky] == 5
     assert len({s.score_id for s in scores}) == 2
 
 
 async def test_a_redelivered_span_gives_one_score_and_one_judge_call(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, judge: ChatCompletionsServer, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     path = f"ok-once-{uuid.uuid4().hex[:8]}"
     await create_rule(evaluator, project, evaluator="llm_judge", config={"base_url": f"{judge.url}/{path}/v1"})
     span = a_span(project)
     await publish_spans(bus, project, [span])
-    await eventually_scores(bus, project, 1)
+    await scores_reader.eventually(1)
     for _ in range(2):  # the same batch again, as a retried export or a redelivery brings it
         await publish_spans(bus, project, [span])
 
-    scores = await settled_scores(bus, project, 1)
+    scores = await scores_reader.settled(1)
     assert len(scores) == 1 and judge.requests[path] == 1
     async with api(evaluator, project) as client:
         assert len((await client.get("/api/v1/evaluations")).json()["evaluations"]) == 1
 
 
 async def test_embedding_similarity_scores_paraphrases_high_and_unrelated_text_low(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     await create_rule(
         evaluator,
         project,
@@ -304,18 +336,19 @@ async def test_embedding_similarity_scores_paraphrases_high_and_unrelated_text_l
     far = a_span(project, attributes={"expected": "Quarterly revenue grew by ten percent."})
     await publish_spans(bus, project, [close, far])
 
-    scores = {s.span_id: s.value for s in await settled_scores(bus, project, 2)}
+    scores = {s.span_id: s.value for s in await scores_reader.settled(2)}
     assert scores[close.span_id] > 0.7 > 0.3 > scores[far.span_id]
 
 
 async def test_an_undecodable_message_is_dead_lettered_and_the_rest_goes_on(
-    evaluator: ServiceProcess, bus: Bus, make_project: Any
+    evaluator: ServiceProcess, bus: Bus, make_project: Any, scores_of: Any
 ) -> None:
     project = await make_project()
+    scores_reader = await scores_of(project)
     await create_rule(evaluator, project, evaluator="is_json")
     await bus.publish(bus.topology.spans_subject, b"\xff\xfenot a span batch", msg_id=str(uuid.uuid4()))
     await publish_spans(bus, project, [a_span(project)])
-    assert len(await eventually_scores(bus, project, 1)) == 1
+    assert len(await scores_reader.eventually(1)) == 1
     info = await bus.js.stream_info(bus.topology.dead_letter_stream)
     assert info.state.messages >= 1
 
