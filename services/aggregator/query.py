@@ -19,7 +19,7 @@ import msgspec
 
 from services.aggregator import rollup
 from services.aggregator.rollup import NS_PER_MINUTE, Cell, RollupKey
-from services.aggregator.sketches import Sketch, decode, merge
+from services.aggregator.sketches import Sketch, merge_encoded_groups
 from services.aggregator.store import Conn
 
 _ROW_QUERY = """
@@ -66,29 +66,36 @@ async def _blocks(conn: Conn, project: uuid.UUID, filters: Filters) -> list[tupl
     return rollup.cover(start, end) if start < end else []
 
 
-def combine(rows: Sequence[asyncpg.Record]) -> Cell:
-    """One cell holding the sum of the rows: exact counters, and each sketch merged once."""
-    cell = Cell()
-    parts: dict[str, list[Sketch]] = defaultdict(list)
-    for r in rows:
-        if not r["generation_count"] and not r["sketches"]:
-            continue
-        cell.generations += r["generation_count"]
-        cell.errors += r["error_count"]
-        cell.input_tokens += r["input_tokens"]
-        cell.output_tokens += r["output_tokens"]
-        cell.cost += r["cost"]
-        if r["first_ns"] is not None:
-            cell.first_ns = r["first_ns"] if cell.first_ns is None else min(cell.first_ns, r["first_ns"])
-            cell.last_ns = r["last_ns"] if cell.last_ns is None else max(cell.last_ns, r["last_ns"])
-        if r["sketches"]:
-            raw = msgspec.msgpack.decode(r["sketches"])
-            for name, encoded in raw["s"].items():
-                parts[name].append(decode(encoded))
-            for name, count in raw["e"].items():
-                cell.score_errors[name] = cell.score_errors.get(name, 0) + count
-    cell.sketches = {name: merge(sketches) for name, sketches in parts.items()}
-    return cell
+def combine(groups: Sequence[Sequence[asyncpg.Record]]) -> list[Cell]:
+    """One cell per group of rows: exact counters, and every group's sketches merged in one pass."""
+    cells = []
+    slots: list[list[list[object]]] = []
+    names: list[tuple[int, str]] = []
+    for rows in groups:
+        cell = Cell()
+        parts: dict[str, list[list[object]]] = defaultdict(list)
+        for r in rows:
+            cell.generations += r["generation_count"]
+            cell.errors += r["error_count"]
+            cell.input_tokens += r["input_tokens"]
+            cell.output_tokens += r["output_tokens"]
+            cell.cost += r["cost"]
+            if r["first_ns"] is not None:
+                cell.first_ns = r["first_ns"] if cell.first_ns is None else min(cell.first_ns, r["first_ns"])
+                cell.last_ns = r["last_ns"] if cell.last_ns is None else max(cell.last_ns, r["last_ns"])
+            if r["sketches"]:
+                raw = msgspec.msgpack.decode(r["sketches"])
+                for name, encoded in raw["s"].items():
+                    parts[name].append(encoded)
+                for name, count in raw["e"].items():
+                    cell.score_errors[name] = cell.score_errors.get(name, 0) + count
+        for name, raws in parts.items():
+            names.append((len(cells), name))
+            slots.append(raws)
+        cells.append(cell)
+    for (index, name), sketch in zip(names, merge_encoded_groups(slots), strict=True):
+        cells[index].sketches[name] = sketch
+    return cells
 
 
 def _score_stats(sketch: Sketch | None, errors: int) -> dict[str, Any]:
@@ -156,7 +163,8 @@ async def _grouped(
         key = RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"])
         if keep(key):
             groups[group(key)].append(r)
-    cells = {g: combine(rs) for g, rs in groups.items()}
+    keys = list(groups)
+    cells = dict(zip(keys, combine([groups[k] for k in keys]), strict=True))
     return {g: c for g, c in cells.items() if c.generations}
 
 

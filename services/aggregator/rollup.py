@@ -167,17 +167,29 @@ def minute_cells(gens: Iterable[Generation], scores: Iterable[AppliedScore] = ()
     return cells
 
 
+def combine_cells(cells: list[Cell]) -> Cell:
+    """One cell holding the sum of `cells`, merging each sketch once (not pairwise)."""
+    if len(cells) == 1:
+        return cells[0]
+    out = Cell()
+    parts: dict[str, list[Sketch]] = defaultdict(list)
+    for cell in cells:
+        counters = Cell(cell.generations, cell.errors, cell.input_tokens, cell.output_tokens, cell.cost)
+        counters.first_ns, counters.last_ns, counters.score_errors = cell.first_ns, cell.last_ns, cell.score_errors
+        out.absorb(counters)
+        for name, sketch in cell.sketches.items():
+            parts[name].append(sketch)
+    out.sketches = {name: merge(sketches) for name, sketches in parts.items()}
+    return out
+
+
 def at_levels(minutes: dict[CellId, Cell], levels: tuple[int, ...] = LEVELS) -> dict[CellId, Cell]:
     """The minute cells added into the block of every level that holds them."""
-    out: dict[CellId, Cell] = {}
+    groups: dict[CellId, list[Cell]] = defaultdict(list)
     for (project, _, minute, key), cell in minutes.items():
         for width in levels:
-            cid = (project, width, minute - minute % width, key)
-            target = out.get(cid)
-            if target is None:
-                out[cid] = target = Cell()
-            target.absorb(cell)
-    return out
+            groups[(project, width, minute - minute % width, key)].append(cell)
+    return {cid: combine_cells(cells) for cid, cells in groups.items()}
 
 
 def cover(start_minute: int, end_minute: int, levels: tuple[int, ...] = LEVELS) -> list[tuple[int, int]]:

@@ -157,6 +157,11 @@ async def pending_of_traces(conn: Conn, traces: set[tuple]) -> list[PendingScore
         by_project[project].append(trace)
     out: list[PendingScore] = []
     for project, trace_ids in sorted(by_project.items()):
+        # Most batches find nothing waiting: ask that first, cheaply, before matching thousands of traces.
+        if not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM scores WHERE project_id = $1 AND NOT applied)", project
+        ):
+            continue
         rows = await conn.fetch(
             f"SELECT {_PENDING_COLUMNS} FROM scores WHERE project_id = $1 AND NOT applied "
             "AND trace_id = ANY($2::bytea[]) ORDER BY score_id FOR UPDATE SKIP LOCKED",

@@ -1,0 +1,326 @@
+"""Aggregator benchmark: consumption throughput, exactness through three SIGKILLs at full size, and
+metrics query latency at 10 million generations (100 versions over 30 days, rollups loaded directly).
+
+    .venv/bin/python -m tests.bench.bench_aggregator [--spans 100000] [--skip-kill] [--skip-query]
+
+Uses the machine's NATS and Postgres with a database and namespace of its own, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import numpy as np
+import psutil
+
+from services.aggregator.rollup import (
+    ALL_SCORES,
+    COST,
+    INPUT_TOKENS,
+    LATENCY,
+    LEVELS,
+    OUTPUT_TOKENS,
+    TTFT,
+    Cell,
+    RollupKey,
+    at_levels,
+    score_metric,
+    to_blob,
+)
+from services.aggregator.sketches import Sketch
+from services.common import db
+from services.common.auth import create_project
+from services.common.settings import Settings
+from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams, make_load, publish_spans
+from tests.support.processes import ServiceProcess
+
+STREAM_BYTES = STREAM_MAX_BYTES
+
+
+class PeakRss:
+    """Samples a process's resident memory every 50 ms in a thread; `peak` in MB."""
+
+    def __init__(self, pid: int) -> None:
+        self.peak = 0.0
+        self._proc = psutil.Process(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self._proc.memory_info().rss / 1e6)
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+async def _count(pool: asyncpg.Pool, project: uuid.UUID) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT coalesce(sum(generation_count), 0) FROM rollups WHERE project_id = $1 AND width_minutes = 1",
+            project,
+        )
+    )
+
+
+async def _wait_for(pool: asyncpg.Pool, project: uuid.UUID, n: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while await _count(pool, project) < n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {await _count(pool, project)} of {n} rolled up")
+        await asyncio.sleep(0.05)
+
+
+async def bench_consume(env: dict[str, str], settings: Settings, pool: asyncpg.Pool, spans: int, log_dir: Path) -> None:
+    """Spans published first, then one aggregator drains them: its sustained spans/s and memory."""
+    async with pool.acquire() as conn:
+        project, _ = await create_project(conn, f"bench-{secrets.token_hex(3)}")
+    load = make_load(project, spans, score_every=0, spread_seconds=600)
+    bus = await bus_for(settings, env["VANE_NATS_URL"], env["VANE_NAMESPACE"])
+    await publish_spans(bus, project, load.spans, 500)
+    await bus.close()
+    aggregator = ServiceProcess("aggregator", env, log_dir).start()
+    assert aggregator.proc is not None
+    rss = PeakRss(aggregator.proc.pid)
+    started = time.perf_counter()
+    await _wait_for(pool, project, spans)
+    elapsed = time.perf_counter() - started
+    print(
+        f"consume: {spans} spans (500 per message) stored and rolled up in {elapsed:.1f}s = {spans / elapsed:,.0f} spans/s"
+    )
+    print(f"consume: aggregator peak RSS {rss.stop():.0f} MB")
+    aggregator.kill()
+
+
+async def bench_kills(env: dict[str, str], settings: Settings, pool: asyncpg.Pool, spans: int, log_dir: Path) -> None:
+    """The issue's check at full size: three SIGKILLs during the load, then exact counts and totals."""
+    async with pool.acquire() as conn:
+        project, _ = await create_project(conn, f"bench-kill-{secrets.token_hex(3)}")
+    load = make_load(project, spans, score_every=0, spread_seconds=600)
+    bus = await bus_for(settings, env["VANE_NATS_URL"], env["VANE_NAMESPACE"])
+    aggregator = ServiceProcess("aggregator", env, log_dir).start()
+    publisher = asyncio.create_task(publish_spans(bus, project, load.spans, 500))
+    for fraction in (0.2, 0.45, 0.7):
+        while await _count(pool, project) < fraction * spans:
+            await asyncio.sleep(0.02)
+        aggregator.kill()
+        aggregator.start()
+    await publisher
+    started = time.perf_counter()
+    await _wait_for(pool, project, spans)
+    totals = await pool.fetch(
+        "SELECT width_minutes, sum(generation_count) AS n, sum(input_tokens) AS i FROM rollups "
+        "WHERE project_id = $1 GROUP BY 1",
+        project,
+    )
+    runs = await pool.fetchval("SELECT count(*) FROM runs WHERE project_id = $1", project)
+    expected = (spans, sum(s.input_tokens for s in load.spans))
+    exact = runs == spans and all((r["n"], r["i"]) == expected for r in totals) and len(totals) == len(LEVELS)
+    print(
+        f"kill -9 x3 during {spans} spans: runs {runs}, every level exact: {exact} (drained {time.perf_counter() - started:.1f}s after the load)"
+    )
+    aggregator.kill()
+    await bus.close()
+
+
+def _version_cells(project: uuid.UUID, key: RollupKey, start_minute: int, hours: int, per_hour: int, rng: Any) -> dict:
+    """Minute cells for the first and last hour, hour cells between: what 30 days of traffic leave."""
+    cells: dict[tuple, Cell] = {}
+    for h in range(hours):
+        edge = h in (0, hours - 1)
+        slots = 60 if edge else 1
+        for slot in range(slots):
+            n = int(rng.poisson(per_hour / slots))
+            if n == 0:
+                continue
+            latency = rng.lognormal(6.5, 0.8, n)
+            cost = rng.lognormal(-6.0, 0.9, n)
+            scores = rng.integers(1, 6, n).astype(float)
+            minute = start_minute + h * 60 + slot
+            start_ns = minute * 60_000_000_000
+            cell = Cell(
+                generations=n,
+                input_tokens=int(n * 400),
+                output_tokens=int(n * 90),
+                cost=float(cost.sum()),
+                first_ns=start_ns,
+                last_ns=start_ns + 59_000_000_000,
+                sketches={
+                    LATENCY: Sketch.of(latency),
+                    TTFT: Sketch.of(latency * 0.2),
+                    INPUT_TOKENS: Sketch.of(rng.lognormal(6.0, 0.6, n).round()),
+                    OUTPUT_TOKENS: Sketch.of(rng.lognormal(4.5, 0.7, n).round()),
+                    COST: Sketch.of(cost),
+                    score_metric("helpfulness"): Sketch.of(scores),
+                    ALL_SCORES: Sketch.of(scores),
+                },
+            )
+            cells[(project, 1, minute, key)] = cell
+    return cells
+
+
+async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int, versions: int, days: int) -> int:
+    rng = np.random.default_rng(5)
+    hours = days * 24
+    start_minute = (time.time_ns() // 60_000_000_000 - days * 1440) // 60 * 60
+    per_hour = generations / versions / hours
+    rows = 0
+    for v in range(versions):
+        key = RollupKey(f"app-{v:03d}", "bench", v + 1, "gpt-4o")
+        minutes = _version_cells(project, key, start_minute, hours, int(per_hour), rng)
+        # hour cells stand for the minutes between the edges; the edges' minutes feed every level
+        hourly = {k: c for k, c in minutes.items() if k[2] - start_minute in range(60, (hours - 1) * 60)}
+        edges = {k: c for k, c in minutes.items() if k not in hourly}
+        cells = at_levels(edges)
+        cells_hourly = at_levels(
+            {(p, 1, m, k): c for (p, _, m, k), c in hourly.items()}, tuple(w for w in LEVELS if w >= 60)
+        )
+        for cid, cell in cells_hourly.items():
+            if cid in cells:
+                cells[cid].absorb(cell)
+            else:
+                cells[cid] = cell
+        records = [
+            (
+                p,
+                w,
+                b,
+                k.app_version,
+                k.prompt_name,
+                k.prompt_version,
+                k.model,
+                c.generations,
+                0,
+                c.input_tokens,
+                c.output_tokens,
+                c.cost,
+                c.first_ns,
+                c.last_ns,
+                to_blob(c),
+            )
+            for (p, w, b, k), c in cells.items()
+        ]
+        await pool.copy_records_to_table(
+            "rollups",
+            records=records,
+            columns=[
+                "project_id",
+                "width_minutes",
+                "bucket",
+                "app_version",
+                "prompt_name",
+                "prompt_version",
+                "model",
+                "generation_count",
+                "error_count",
+                "input_tokens",
+                "output_tokens",
+                "cost",
+                "first_ns",
+                "last_ns",
+                "sketches",
+            ],
+        )
+        rows += len(records)
+    await pool.execute("ANALYZE rollups")
+    return rows
+
+
+async def bench_query(env: dict[str, str], pool: asyncpg.Pool, log_dir: Path, generations: int) -> None:
+    """p50/p95 of both metrics endpoints over the last 30 days, 100 versions, `generations` in rollups."""
+    async with pool.acquire() as conn:
+        project, keys = await create_project(conn, f"bench-query-{secrets.token_hex(3)}")
+    started = time.perf_counter()
+    rows = await _load_rollups(pool, project, generations, 100, 30)
+    print(f"query: loaded {rows:,} rollup rows for {generations:,} generations in {time.perf_counter() - started:.0f}s")
+    aggregator = ServiceProcess("aggregator", env, log_dir).start()
+    assert aggregator.proc is not None
+    rss = PeakRss(aggregator.proc.pid)
+    now = time.time()
+    window = {
+        "from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 30 * 86400 + 60)),
+        "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+    }
+    headers = {"Authorization": f"Bearer {keys.secret_key}"}
+    async with httpx.AsyncClient(base_url=aggregator.url, headers=headers, timeout=30) as http:
+        for path in ("/api/v1/versions/metrics", "/api/v1/prompts/bench/metrics"):
+            timings = []
+            for i in range(60):
+                t = time.perf_counter()
+                response = await http.get(path, params=window)
+                if i >= 10:  # the first requests warm the caches and the prepared statements
+                    timings.append((time.perf_counter() - t) * 1000)
+            body = response.json()
+            total = sum(r["generation_count"] for r in body["versions"])
+            q = statistics.quantiles(timings, n=100)
+            print(
+                f"query {path}: {len(body['versions'])} versions, {total:,} generations: "
+                f"p50 {statistics.median(timings):.1f} ms, p95 {q[94]:.1f} ms"
+            )
+    print(f"query: aggregator peak RSS {rss.stop():.0f} MB")
+    aggregator.kill()
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = Settings.from_env()
+    token = secrets.token_hex(3)
+    parts = urlsplit(settings.database_url)
+    database_url = urlunsplit(parts._replace(path=f"/vane_bench_{token}"))
+    await db.migrate(database_url)
+    env = {
+        "VANE_DATABASE_URL": database_url,
+        "VANE_NATS_URL": settings.nats_url,
+        "VANE_REDIS_URL": settings.redis_url,
+        "VANE_NAMESPACE": f"bench{token}",
+        "VANE_STREAM_MAX_BYTES": str(STREAM_BYTES),
+        "VANE_LOG_LEVEL": "warning",
+        "VANE_DB_POOL_MAX": "10",
+    }
+    log_dir = Path(tempfile.mkdtemp(prefix="vane-bench-"))
+    pool = await db.create_pool(database_url, 1, 4)
+    steps: list[Callable[[], Any]] = [lambda: bench_consume(env, settings, pool, args.spans, log_dir)]
+    if not args.skip_kill:
+        steps.append(lambda: bench_kills(env, settings, pool, args.spans, log_dir))
+    if not args.skip_query:
+        steps.append(lambda: bench_query(env, pool, log_dir, args.generations))
+    try:
+        for step in steps:
+            await step()
+    finally:
+        await pool.close()
+        bus = await bus_for(settings, settings.nats_url, env["VANE_NAMESPACE"])
+        await drop_streams(bus)
+        await bus.close()
+        admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+        await admin.execute(f'DROP DATABASE IF EXISTS "vane_bench_{token}" WITH (FORCE)')
+        await admin.close()
+        print(f"logs in {log_dir}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=100_000)
+    parser.add_argument("--generations", type=int, default=10_000_000)
+    parser.add_argument("--skip-kill", action="store_true")
+    parser.add_argument("--skip-query", action="store_true")
+    asyncio.run(main(parser.parse_args()))
