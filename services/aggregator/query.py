@@ -68,7 +68,7 @@ async def _blocks(conn: Conn, project: uuid.UUID, filters: Filters) -> list[tupl
 
 def combine(groups: Sequence[Sequence[asyncpg.Record]]) -> list[Cell]:
     """One cell per group of rows: exact counters, and every group's sketches merged in one pass."""
-    cells = []
+    cells: list[Cell] = []
     slots: list[list[list[object]]] = []
     names: list[tuple[int, str]] = []
     for rows in groups:

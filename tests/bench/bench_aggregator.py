@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import secrets
 import statistics
 import tempfile
@@ -62,10 +63,8 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(psutil.Error):
                 self.peak = max(self.peak, self._proc.memory_info().rss / 1e6)
-            except psutil.Error:
-                pass
             time.sleep(0.05)
 
     def stop(self) -> float:
@@ -106,7 +105,8 @@ async def bench_consume(env: dict[str, str], settings: Settings, pool: asyncpg.P
     await _wait_for(pool, project, spans)
     elapsed = time.perf_counter() - started
     print(
-        f"consume: {spans} spans (500 per message) stored and rolled up in {elapsed:.1f}s = {spans / elapsed:,.0f} spans/s"
+        f"consume: {spans} spans (500 per message) stored and rolled up in {elapsed:.1f}s "
+        f"= {spans / elapsed:,.0f} spans/s"
     )
     print(f"consume: aggregator peak RSS {rss.stop():.0f} MB")
     aggregator.kill()
@@ -121,8 +121,7 @@ async def bench_kills(env: dict[str, str], settings: Settings, pool: asyncpg.Poo
     aggregator = ServiceProcess("aggregator", env, log_dir).start()
     publisher = asyncio.create_task(publish_spans(bus, project, load.spans, 500))
     for fraction in (0.2, 0.45, 0.7):
-        while await _count(pool, project) < fraction * spans:
-            await asyncio.sleep(0.02)
+        await _wait_for(pool, project, int(fraction * spans))
         aggregator.kill()
         aggregator.start()
     await publisher
@@ -137,7 +136,8 @@ async def bench_kills(env: dict[str, str], settings: Settings, pool: asyncpg.Poo
     expected = (spans, sum(s.input_tokens for s in load.spans))
     exact = runs == spans and all((r["n"], r["i"]) == expected for r in totals) and len(totals) == len(LEVELS)
     print(
-        f"kill -9 x3 during {spans} spans: runs {runs}, every level exact: {exact} (drained {time.perf_counter() - started:.1f}s after the load)"
+        f"kill -9 x3 during {spans} spans: runs {runs}, every level exact: {exact} "
+        f"(drained {time.perf_counter() - started:.1f}s after the load)"
     )
     aggregator.kill()
     await bus.close()
