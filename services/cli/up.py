@@ -195,7 +195,7 @@ def _migrate(database_url: str) -> None:
 
 
 def _local_project(home: Path, settings: Settings) -> tuple[str, KeyPair]:
-    """The key the user set (VANE_INIT_*), else the one kept in ./.vane/credentials.json, made once."""
+    """The key the user set (VANE_INIT_PROJECT and its keys), else the one kept in .vane/credentials.json."""
     if settings.init_project and settings.init_public_key and settings.init_secret_key:
         return settings.init_project, KeyPair(settings.init_public_key, settings.init_secret_key)
     path = home / "credentials.json"
