@@ -1,0 +1,184 @@
+"""End-to-end benchmark: OTLP/HTTP export → ingest → JetStream → aggregator → visible in the metrics API.
+
+    .venv/bin/python -m tests.bench.bench_pipeline [--spans 200000] [--probes 40]
+
+Prints sustained spans/s from the first export until every span is counted by the API, the p50/p99
+delay from one export's 200 to its span being visible (while a background load runs), and the peak
+RSS of each service (with its worker processes). Uses a database and namespace of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import psutil
+
+from services.cli.demo import demo_generations, otlp_request
+from services.common import db
+from services.common.auth import create_project
+from services.common.settings import Settings
+from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams
+from tests.support.processes import ServiceProcess
+
+PER_REQUEST = 500
+
+
+class PeakRss:
+    """Peak resident memory of a process and its children, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.peak = 0.0
+        self._proc = psutil.Process(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                procs = [self._proc, *self._proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs) / 1e6)
+            time.sleep(0.05)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+async def _counted(http: httpx.AsyncClient, aggregator: str) -> int:
+    response = await http.get(f"{aggregator}/api/v1/versions/metrics")
+    return sum(r["generation_count"] for r in response.json()["versions"]) if response.status_code == 200 else 0
+
+
+async def _export_all(http: httpx.AsyncClient, ingest: str, bodies: list[bytes], concurrency: int) -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def sender() -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            while True:
+                r = await http.post(
+                    f"{ingest}/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
+                )
+                if r.status_code == 200:
+                    break
+                await asyncio.sleep(0.2)  # 503: the stream is full, retry as the OTLP exporter would
+
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+
+
+async def throughput(http: httpx.AsyncClient, urls: dict[str, str], spans: int, concurrency: int) -> None:
+    generations = demo_generations(spans, days=0.01)
+    bodies = [otlp_request(generations[i : i + PER_REQUEST]) for i in range(0, spans, PER_REQUEST)]
+    started = time.perf_counter()
+    await _export_all(http, urls["ingest"], bodies, concurrency)
+    exported = time.perf_counter() - started
+    while True:
+        if await _counted(http, urls["aggregator"]) >= spans:
+            break
+        await asyncio.sleep(0.05)
+    visible = time.perf_counter() - started
+    print(f"pipeline: {spans:,} spans exported in {exported:.1f}s ({spans / exported:,.0f} spans/s accepted by ingest)")
+    print(f"pipeline: all visible in the API after {visible:.1f}s = {spans / visible:,.0f} spans/s end to end")
+
+
+async def freshness(http: httpx.AsyncClient, urls: dict[str, str], probes: int, background_rate: int) -> None:
+    """Delays from a probe export's 200 until the API counts its span, under a steady background load."""
+    stop = asyncio.Event()
+
+    async def background() -> None:
+        while not stop.is_set():
+            body = otlp_request(demo_generations(background_rate // 10, days=0.01, seed=secrets.randbelow(10**6)))
+            await http.post(
+                f"{urls['ingest']}/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"}
+            )
+            await asyncio.sleep(0.1)
+
+    load = asyncio.create_task(background())
+    delays = []
+    for _ in range(probes):
+        probe = demo_generations(1, days=0.001, seed=secrets.randbelow(10**6))
+        name = f"probe-{secrets.token_hex(4)}"
+        body = otlp_request([probe[0].__class__(**{**probe[0].__dict__, "app_version": name})])
+        await http.post(f"{urls['ingest']}/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+        sent = time.perf_counter()
+        while True:
+            rows = (await http.get(f"{urls['aggregator']}/api/v1/runs", params={"app_version": name})).json()["runs"]
+            if rows:
+                break
+            await asyncio.sleep(0.01)
+        delays.append((time.perf_counter() - sent) * 1000)
+        await asyncio.sleep(0.1)
+    stop.set()
+    await load
+    q = statistics.quantiles(delays, n=100)
+    print(
+        f"freshness under ~{background_rate:,} spans/s: export→visible p50 {statistics.median(delays):.0f} ms, "
+        f"p99 {q[98]:.0f} ms over {probes} probes"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = Settings.from_env()
+    token = secrets.token_hex(3)
+    parts = urlsplit(settings.database_url)
+    database_url = urlunsplit(parts._replace(path=f"/vane_bench_{token}"))
+    await db.migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    _, keys = await create_project(conn, "bench-pipeline")
+    await conn.close()
+    env = {
+        "VANE_DATABASE_URL": database_url,
+        "VANE_NATS_URL": settings.nats_url,
+        "VANE_REDIS_URL": settings.redis_url,
+        "VANE_NAMESPACE": f"benchp{token}",
+        "VANE_STREAM_MAX_BYTES": str(STREAM_MAX_BYTES),
+        "VANE_LOG_LEVEL": "warning",
+    }
+    log_dir = Path(tempfile.mkdtemp(prefix="vane-bench-"))
+    services = {name: ServiceProcess(name, env, log_dir).start() for name in ("ingest", "aggregator")}
+    rss = {name: PeakRss(p.proc.pid) for name, p in services.items() if p.proc is not None}
+    urls = {name: p.url for name, p in services.items()}
+    # The evaluator's consumer holds spans in the stream until it acks: the bench runs no evaluator,
+    # so its durable is removed to keep the stream from filling.
+    bus = await bus_for(settings, settings.nats_url, env["VANE_NAMESPACE"])
+    with contextlib.suppress(Exception):
+        await bus.js.delete_consumer(bus.topology.spans_stream, bus.topology.EVALUATOR_SPANS)
+    try:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {keys.secret_key}"}, timeout=30) as http:
+            await throughput(http, urls, args.spans, args.concurrency)
+            await freshness(http, urls, args.probes, args.background_rate)
+        for name, sampler in rss.items():
+            print(f"peak RSS {name}: {sampler.stop():.0f} MB (with its worker processes)")
+    finally:
+        for p in services.values():
+            p.kill()
+        await drop_streams(bus)
+        await bus.close()
+        admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+        await admin.execute(f'DROP DATABASE IF EXISTS "vane_bench_{token}" WITH (FORCE)')
+        await admin.close()
+        print(f"logs in {log_dir}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--probes", type=int, default=40)
+    parser.add_argument("--background-rate", type=int, default=5_000)
+    asyncio.run(main(parser.parse_args()))
