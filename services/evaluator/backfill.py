@@ -207,7 +207,7 @@ async def backfill(
         todo = [(s, p) for s, p in plans if p.score_id(s) not in done]
         finished = [e for e in await asyncio.gather(*(evaluate(s, p) for s, p in todo)) if e is not None]
         stored = await records.record(pool, finished)
-        await publish_scores(bus, [*done.values(), *stored])
+        await asyncio.gather(publish_scores(bus, list(done.values())), publish_scores(bus, stored))
         summary.scored += sum(e.status == "ok" for e in stored)
         summary.errors += sum(e.status == "error" for e in stored)
         progress(len(spans))

@@ -140,7 +140,8 @@ class SpanConsumer:
             metrics.EVALUATIONS.labels(evaluator=evaluation.evaluator, status=evaluation.status).inc()
             if evaluation.status == "error":
                 metrics.EVALUATION_ERRORS.labels(evaluator=evaluation.evaluator).inc()
-        await publish_scores(self.bus, [*done.values(), *stored])
+        # Two sets, so that a redelivery republishes what it found done under the message ids it had.
+        await asyncio.gather(publish_scores(self.bus, list(done.values())), publish_scores(self.bus, stored))
         if waiting:
             delay = min(120.0, self.config.redelivery_delay_seconds * 2 ** max(0, deliveries - 1))
             log.info("judge_unavailable_retry_later", evaluations=waiting, deliveries=deliveries, retry_in=delay)

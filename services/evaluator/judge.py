@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
 import re
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from aiolimiter import AsyncLimiter
 
 from services.evaluator import metrics
@@ -102,13 +103,18 @@ class Judge:
         self.defaults = defaults
         self._slots = asyncio.Semaphore(defaults.concurrency)
         self._limiters: dict[str, AsyncLimiter] = {}
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=defaults.concurrency, max_keepalive_connections=defaults.concurrency),
-            timeout=defaults.timeout_seconds,
-        )
+        self._session: aiohttp.ClientSession | None = None  # made in the running loop, on first use
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        # aiohttp, not httpx: httpx's pool collapses to tens of calls/s with hundreds in flight.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.defaults.concurrency, limit_per_host=0)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
 
     async def judge(self, project_id: str, inputs: Mapping[str, str], config: Mapping[str, Any]) -> Outcome:
         """Score the inputs with the config's rubric. Raises EvaluationFailed for an answer that can
@@ -156,28 +162,26 @@ class Judge:
             metrics.JUDGE_IN_FLIGHT.inc()
             started = time.perf_counter()
             try:
-                response = await self._client.post(
-                    endpoint.url, json=body, headers=headers, timeout=endpoint.timeout_seconds
-                )
-            except httpx.TimeoutException:
+                timeout = aiohttp.ClientTimeout(total=endpoint.timeout_seconds)
+                async with self._client().post(endpoint.url, json=body, headers=headers, timeout=timeout) as response:
+                    status, text = response.status, await response.text()
+                    retry_after = response.headers.get("retry-after")
+            except TimeoutError:
                 raise _Transient(f"timed out after {endpoint.timeout_seconds:g}s") from None
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 raise _Transient(f"cannot reach {endpoint.url}: {exc!r}") from None
             finally:
                 metrics.JUDGE_IN_FLIGHT.dec()
                 metrics.JUDGE_SECONDS.observe(time.perf_counter() - started)
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(
-                f"HTTP {response.status_code}: {response.text[:200]}",
-                retry_after_seconds(response.headers.get("retry-after")),
-            )
-        if response.status_code >= 400:
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status}: {text[:200]}", retry_after_seconds(retry_after))
+        if status >= 400:
             metrics.JUDGE_CALLS.labels(result="refused").inc()
-            raise EvaluationFailed(f"the judge refused the request: HTTP {response.status_code}: {response.text[:300]}")
+            raise EvaluationFailed(f"the judge refused the request: HTTP {status}: {text[:300]}")
         try:
-            answer = response.json()
+            answer = json.loads(text)
         except ValueError:
-            raise EvaluationFailed(f"the judge's response is not JSON: {response.text[:300]!r}") from None
+            raise EvaluationFailed(f"the judge's response is not JSON: {text[:300]!r}") from None
         return answer if isinstance(answer, dict) else {}
 
     def _outcome(self, endpoint: Endpoint, answer: dict[str, Any], attempt: int) -> Outcome:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
 
 from vane.v1 import bus_pb2
 
 from services.common.bus import Bus
 from services.evaluator.records import Evaluation
+from services.evaluator.selection import SCORE_NAMESPACE
 
 SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 512 * 1024  # well under NATS's default 1 MiB payload limit
 _DATA_TYPES = {
     "numeric": bus_pb2.SCORE_DATA_TYPE_NUMERIC,
     "boolean": bus_pb2.SCORE_DATA_TYPE_BOOLEAN,
@@ -41,12 +44,35 @@ def to_score(evaluation: Evaluation) -> bus_pb2.Score:
     return score
 
 
+def batches(evaluations: Sequence[Evaluation]) -> list[tuple[str, bytes]]:
+    """ScoreBatch messages of at most MAX_MESSAGE_BYTES, each with its Nats-Msg-Id: for one score its
+    score_id, else a uuid5 of the batch's score ids. The same evaluations always give the same messages."""
+    ordered = sorted(evaluations, key=lambda e: str(e.score_id))
+    out: list[tuple[str, bytes]] = []
+    chunk: list[bus_pb2.Score] = []
+    size = 0
+    for score in map(to_score, ordered):
+        grows = score.ByteSize() + 8
+        if chunk and size + grows > MAX_MESSAGE_BYTES:
+            out.append(_message(chunk))
+            chunk, size = [], 0
+        chunk.append(score)
+        size += grows
+    if chunk:
+        out.append(_message(chunk))
+    return out
+
+
+def _message(scores: list[bus_pb2.Score]) -> tuple[str, bytes]:
+    ids = [s.score_id for s in scores]
+    msg_id = ids[0] if len(ids) == 1 else str(uuid.uuid5(SCORE_NAMESPACE, ",".join(ids)))
+    return msg_id, bus_pb2.ScoreBatch(schema_version=SCHEMA_VERSION, scores=scores).SerializeToString()
+
+
 async def publish_scores(bus: Bus, evaluations: Sequence[Evaluation]) -> None:
-    """Publish each evaluation as its own message with Nats-Msg-Id = score_id, concurrently, and return
-    once JetStream has stored them all: a republished score within the dedupe window is stored once."""
-
-    async def one(evaluation: Evaluation) -> None:
-        batch = bus_pb2.ScoreBatch(schema_version=SCHEMA_VERSION, scores=[to_score(evaluation)])
-        await bus.publish(bus.topology.scores_subject, batch.SerializeToString(), msg_id=str(evaluation.score_id))
-
-    await asyncio.gather(*(one(e) for e in evaluations))
+    """Publish the evaluations and return once JetStream has stored them. Publishing the same set again
+    (a redelivered span) sends the same message ids, which JetStream stores once within its window;
+    the aggregator keys scores by score_id beyond it."""
+    await asyncio.gather(
+        *(bus.publish(bus.topology.scores_subject, data, msg_id=msg_id) for msg_id, data in batches(evaluations))
+    )

@@ -6,7 +6,6 @@ reads them back and republishes instead of evaluating (and paying a judge) again
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,46 +119,27 @@ async def recorded(pool: asyncpg.Pool, score_ids: Sequence[uuid.UUID]) -> dict[u
     return {row["score_id"]: Evaluation.from_row(row) for row in rows}
 
 
+_TYPES = (
+    "uuid", "uuid", "bytea", "bytea", "text", "text", "text", "text", "float8", "text", "text", "text", "float8",
+    "int8", "int8", "uuid", "text", "text", "text", "int4", "int4", "timestamptz",
+)  # fmt: skip
+_NAMES = [name.strip() for name in _COLUMNS.split(",")]
+_UNNEST = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
+
+
 async def record(pool: asyncpg.Pool, evaluations: Sequence[Evaluation]) -> list[Evaluation]:
     """Store the evaluations; where a row already exists (a concurrent delivery won), return the stored one."""
     if not evaluations:
         return []
-    payload = json.dumps([_json_row(e) for e in evaluations])
+    columns = [[getattr(e, name) for e in evaluations] for name in _NAMES]  # astuple deep-copies: slow
     rows = await pool.fetch(
         f"""INSERT INTO evaluations ({_COLUMNS})
-            SELECT {_COLUMNS} FROM jsonb_populate_recordset(NULL::evaluations, $1::jsonb)
+            SELECT * FROM unnest({_UNNEST})
             ON CONFLICT (score_id) DO UPDATE SET attempts = evaluations.attempts
             RETURNING {_COLUMNS}""",
-        payload,
+        *columns,
     )
     return [Evaluation.from_row(row) for row in rows]
-
-
-def _json_row(e: Evaluation) -> dict[str, Any]:
-    return {
-        "score_id": str(e.score_id),
-        "project_id": str(e.project_id),
-        "trace_id": "\\x" + e.trace_id.hex(),
-        "span_id": "\\x" + e.span_id.hex(),
-        "name": e.name,
-        "evaluator": e.evaluator,
-        "evaluator_version": e.evaluator_version,
-        "status": e.status,
-        "value": e.value,
-        "string_value": e.string_value,
-        "data_type": e.data_type,
-        "comment": e.comment,
-        "eval_cost": e.eval_cost,
-        "judge_input_tokens": e.judge_input_tokens,
-        "judge_output_tokens": e.judge_output_tokens,
-        "rule_id": str(e.rule_id) if e.rule_id else None,
-        "origin": e.origin,
-        "app_version": e.app_version,
-        "prompt_name": e.prompt_name,
-        "prompt_version": e.prompt_version,
-        "attempts": e.attempts,
-        "created_at": e.created_at.isoformat(),
-    }
 
 
 async def listing(
