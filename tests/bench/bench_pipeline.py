@@ -117,8 +117,9 @@ async def freshness(http: httpx.AsyncClient, urls: dict[str, str], probes: int, 
         await http.post(f"{urls['ingest']}/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
         sent = time.perf_counter()
         while True:
-            rows = (await http.get(f"{urls['aggregator']}/api/v1/runs", params={"app_version": name})).json()["runs"]
-            if rows:
+            recent = {"from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 300))}
+            rows = (await http.get(f"{urls['aggregator']}/api/v1/versions/metrics", params=recent)).json()["versions"]
+            if any(r["version"] == name for r in rows):
                 break
             await asyncio.sleep(0.01)
         delays.append((time.perf_counter() - sent) * 1000)
@@ -180,5 +181,5 @@ if __name__ == "__main__":
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--probes", type=int, default=40)
-    parser.add_argument("--background-rate", type=int, default=5_000)
+    parser.add_argument("--background-rate", type=int, default=2_000)
     asyncio.run(main(parser.parse_args()))
