@@ -1,0 +1,109 @@
+"""Eval tags given at register() — Vane's SDK and Future AGI's traceAI, unchanged — score exactly the
+spans they target, through a real ingest and a real evaluator."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import nats
+import pytest
+import vane
+
+from services.common.bus import Bus, Topology
+from tests.conftest import Infra
+from tests.integration.test_evaluator import ScoreReader
+from tests.support.processes import ServiceProcess
+
+SMALL_STREAMS = {"VANE_STREAM_MAX_BYTES": str(256 * 1024**2)}
+
+
+@pytest.fixture
+async def bus(infra: Infra) -> AsyncIterator[Bus]:
+    nc = await nats.connect(infra.nats_url)
+    yield Bus(nc, Topology(infra.namespace))
+    await nc.close()
+
+
+def emit(provider: Any, kind: str, output: str) -> None:
+    attributes = {"gen_ai.span.kind": kind, "gen_ai.request.model": "gpt-4o-mini", "output.value": output}
+    provider.get_tracer("test").start_span(f"{kind.lower()}-step", attributes=attributes).end()
+
+
+async def test_eval_tags_from_vane_and_traceai_register_score_only_their_target_spans(
+    bus: Bus,
+    make_project: Any,
+    start_service: Callable[..., ServiceProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fi_instrumentation import register as traceai_register
+    from fi_instrumentation.fi_types import EvalSpanKind, EvalTag, EvalTagType, ModelChoices, ProjectType
+
+    ingest = start_service("ingest", **SMALL_STREAMS)
+    start_service("evaluator", **SMALL_STREAMS)
+    ours, theirs = await make_project(), await make_project()
+    our_scores, their_scores = await ScoreReader(bus, ours).open(), await ScoreReader(bus, theirs).open()
+
+    provider = vane.register(
+        project_type=vane.ProjectType.EXPERIMENT,
+        project_name="support-bot",
+        project_version_name="v2",
+        eval_tags=[
+            vane.EvalTag(
+                eval_name="contains",
+                value="LLM",
+                custom_eval_name="mentions_refund",
+                mapping={"output": "output.value"},
+                config={"values": ["refund"]},
+            )
+        ],
+        secret_key=ours.keys.secret_key,
+        endpoint=ingest.url,
+        set_global_tracer_provider=False,
+        batch=False,
+    )
+    emit(provider, "LLM", "Your refund is on its way.")
+    emit(provider, "CHAIN", "Your refund is on its way.")
+    emit(provider, "LLM", "Thanks for waiting.")
+    provider.shutdown()
+
+    monkeypatch.setenv("FI_BASE_URL", ingest.url)
+    monkeypatch.setenv("FI_API_KEY", theirs.keys.public_key)
+    monkeypatch.setenv("FI_SECRET_KEY", theirs.keys.secret_key)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        tag = EvalTag(
+            type=EvalTagType.OBSERVATION_SPAN,
+            value=EvalSpanKind.LLM,
+            eval_name="is_json",
+            mapping={"output": "output.value"},
+            model=ModelChoices.TURING_FLASH,
+        )
+        fi_provider = await asyncio.to_thread(
+            traceai_register,
+            project_type=ProjectType.EXPERIMENT,
+            project_name="my-chatbot",
+            project_version_name="gpt-4o-concise-prompt",
+            eval_tags=[tag],
+            batch=False,
+            verbose=False,
+        )
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    await asyncio.to_thread(emit, fi_provider, "LLM", '{"answer": 42}')
+    await asyncio.to_thread(emit, fi_provider, "TOOL", '{"answer": 42}')
+    await asyncio.to_thread(emit, fi_provider, "LLM", "not json")
+    await asyncio.to_thread(fi_provider.shutdown)
+
+    mine = await our_scores.settled(2)
+    assert sorted((s.name, s.evaluator_name, s.value) for s in mine) == [
+        ("mentions_refund", "contains", 0.0),
+        ("mentions_refund", "contains", 1.0),
+    ]
+    theirs_scored = await their_scores.settled(2)
+    assert sorted((s.name, s.value) for s in theirs_scored) == [("is_json", 0.0), ("is_json", 1.0)]
+    await our_scores.close()
+    await their_scores.close()
