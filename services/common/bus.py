@@ -113,8 +113,9 @@ class Topology:
             )
 
         return [
-            (self.spans_stream, durable(self.AGGREGATOR_SPANS, 30.0)),
-            (self.scores_stream, durable(self.AGGREGATOR_SCORES, 30.0)),
+            # A batch commits in well under 10 s; a crashed replica's batch comes back after that.
+            (self.spans_stream, durable(self.AGGREGATOR_SPANS, 10.0)),
+            (self.scores_stream, durable(self.AGGREGATOR_SCORES, 10.0)),
             # The judge is slow: give a fetched batch longer before it is redelivered.
             (self.spans_stream, durable(self.EVALUATOR_SPANS, 120.0)),
         ]
