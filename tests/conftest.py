@@ -60,10 +60,22 @@ async def _delete_streams(nats_url: str, prefix: str) -> None:
     try:
         js = nc.jetstream()
         for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(f"{prefix}_"):
+            # Tests that make namespaces of their own derive them from the run's, so a prefix finds them all.
+            if info.config.name and info.config.name.startswith(prefix):
                 await js.delete_stream(info.config.name)
     finally:
         await nc.close()
+
+
+async def _delete_redis_keys(redis_url: str, prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +104,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
 
     asyncio.run(drop())
     asyncio.run(_delete_streams(urls["nats"], f"T{token}".upper()))
+    asyncio.run(_delete_redis_keys(urls["redis"], f"t{token}"))
     if stack is not None:
         stack.stop()
 

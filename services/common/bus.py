@@ -26,7 +26,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from services.common.logs import get_logger
 from services.common.settings import Settings
@@ -143,7 +143,7 @@ class Bus:
                 continue
             try:
                 await self.js.update_stream(config)
-            except BadRequestError as exc:  # e.g. a retention policy the server will not change in place
+            except APIError as exc:  # e.g. a retention policy the server will not change in place
                 log.warning("stream_config_kept", stream=config.name, reason=str(exc))
         for stream, consumer in self.topology.consumers():
             await self.js.add_consumer(stream, consumer)

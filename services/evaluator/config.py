@@ -77,6 +77,8 @@ ENVIRONMENT = [
     ("VANE_JUDGE_API_KEY", "unset", "the default judge's key (a rule may name another in config.api_key_env)"),
     ("VANE_JUDGE_TIMEOUT_SECONDS", "30", "one judge call's deadline"),
     ("VANE_JUDGE_RETRIES", "3", "retries of a failed judge call (timeouts, 429, 5xx), with backoff"),
+    ("VANE_JUDGE_BACKOFF_SECONDS", str(JudgeDefaults.backoff_seconds), "first retry delay (doubles; 429 Retry-After wins)"),
+    ("VANE_JUDGE_MAX_BACKOFF_SECONDS", str(JudgeDefaults.max_backoff_seconds), "longest retry delay"),
     ("VANE_JUDGE_CONCURRENCY", "512", "judge calls in flight per evaluator process"),
     ("VANE_JUDGE_RATE_PER_SECOND", "50", "judge calls per project per second"),
     ("VANE_JUDGE_INPUT_PRICE_PER_MTOK", "unset", "USD per million judge input tokens for models not in the table"),
@@ -84,4 +86,5 @@ ENVIRONMENT = [
     ("VANE_EVALUATOR_MAX_IN_FLIGHT", "512", "span messages evaluated at once"),
     ("VANE_EVALUATOR_MAX_DELIVERIES", "6", "deliveries of a span while its judge is down, before an error is recorded"),
     ("VANE_EVALUATOR_REDELIVERY_DELAY_SECONDS", "10", "first redelivery delay while the judge is down (doubles)"),
+    ("VANE_EVALUATOR_RULES_TTL_SECONDS", "2", "how soon a rule edit reaches every evaluator replica"),
 ]
