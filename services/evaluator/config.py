@@ -77,7 +77,7 @@ ENVIRONMENT = [
     ("VANE_JUDGE_API_KEY", "unset", "the default judge's key (a rule may name another in config.api_key_env)"),
     ("VANE_JUDGE_TIMEOUT_SECONDS", "30", "one judge call's deadline"),
     ("VANE_JUDGE_RETRIES", "3", "retries of a failed judge call (timeouts, 429, 5xx), with backoff"),
-    ("VANE_JUDGE_BACKOFF_SECONDS", str(JudgeDefaults.backoff_seconds), "first retry delay (doubles; 429 Retry-After wins)"),
+    ("VANE_JUDGE_BACKOFF_SECONDS", str(JudgeDefaults.backoff_seconds), "first retry delay (doubles; Retry-After wins)"),
     ("VANE_JUDGE_MAX_BACKOFF_SECONDS", str(JudgeDefaults.max_backoff_seconds), "longest retry delay"),
     ("VANE_JUDGE_CONCURRENCY", "512", "judge calls in flight per evaluator process"),
     ("VANE_JUDGE_RATE_PER_SECOND", "50", "judge calls per project per second"),
