@@ -7,21 +7,22 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 
-def _env(name: str, default: str) -> str:
+def env_str(name: str, default: str) -> str:
+    """A variable's value, or the default when it is unset or empty."""
     value = os.environ.get(name)
     return default if value is None or value == "" else value
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = _env(name, str(default))
+def env_int(name: str, default: int) -> int:
+    raw = env_str(name, str(default))
     try:
         return int(raw)
     except ValueError:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = _env(name, str(default))
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name, str(default))
     try:
         return float(raw)
     except ValueError:
@@ -63,33 +64,33 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
-            database_url=_env("VANE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/vane"),
-            nats_url=_env("VANE_NATS_URL", "nats://127.0.0.1:4222"),
-            redis_url=_env("VANE_REDIS_URL", "redis://127.0.0.1:6379/0"),
-            namespace=_env("VANE_NAMESPACE", "vane"),
-            bind_host=_env("VANE_BIND_HOST", "127.0.0.1"),
-            registry_grpc_port=_env_int("VANE_REGISTRY_GRPC_PORT", 50051),
-            registry_http_port=_env_int("VANE_REGISTRY_HTTP_PORT", 8081),
-            ingest_http_port=_env_int("VANE_INGEST_HTTP_PORT", 4318),
-            ingest_grpc_port=_env_int("VANE_INGEST_GRPC_PORT", 4317),
-            evaluator_port=_env_int("VANE_EVALUATOR_PORT", 8082),
-            aggregator_port=_env_int("VANE_AGGREGATOR_PORT", 8080),
-            alert_port=_env_int("VANE_ALERT_PORT", 8083),
-            init_project=_env("VANE_INIT_PROJECT", ""),
-            init_public_key=_env("VANE_INIT_PUBLIC_KEY", ""),
-            init_secret_key=_env("VANE_INIT_SECRET_KEY", ""),
-            log_level=_env("VANE_LOG_LEVEL", "info"),
-            log_format=_env("VANE_LOG_FORMAT", "json"),
-            otel_exporter=_env("VANE_OTEL_EXPORTER", "none"),
-            otel_endpoint=_env("VANE_OTEL_ENDPOINT", "http://127.0.0.1:4318/v1/traces"),
-            shutdown_grace_seconds=_env_float("VANE_SHUTDOWN_GRACE_SECONDS", 10.0),
-            db_pool_min=_env_int("VANE_DB_POOL_MIN", 1),
-            db_pool_max=_env_int("VANE_DB_POOL_MAX", 10),
-            stream_max_age_hours=_env_float("VANE_STREAM_MAX_AGE_HOURS", 168.0),
-            stream_max_bytes=_env_int("VANE_STREAM_MAX_BYTES", 1024**3),
-            max_body_bytes=_env_int("VANE_MAX_BODY_BYTES", 16 * 1024**2),
-            ingest_workers=_env_int("VANE_INGEST_WORKERS", 1),
-            ingest_publish_timeout_seconds=_env_float("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", 5.0),
+            database_url=env_str("VANE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/vane"),
+            nats_url=env_str("VANE_NATS_URL", "nats://127.0.0.1:4222"),
+            redis_url=env_str("VANE_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            namespace=env_str("VANE_NAMESPACE", "vane"),
+            bind_host=env_str("VANE_BIND_HOST", "127.0.0.1"),
+            registry_grpc_port=env_int("VANE_REGISTRY_GRPC_PORT", 50051),
+            registry_http_port=env_int("VANE_REGISTRY_HTTP_PORT", 8081),
+            ingest_http_port=env_int("VANE_INGEST_HTTP_PORT", 4318),
+            ingest_grpc_port=env_int("VANE_INGEST_GRPC_PORT", 4317),
+            evaluator_port=env_int("VANE_EVALUATOR_PORT", 8082),
+            aggregator_port=env_int("VANE_AGGREGATOR_PORT", 8080),
+            alert_port=env_int("VANE_ALERT_PORT", 8083),
+            init_project=env_str("VANE_INIT_PROJECT", ""),
+            init_public_key=env_str("VANE_INIT_PUBLIC_KEY", ""),
+            init_secret_key=env_str("VANE_INIT_SECRET_KEY", ""),
+            log_level=env_str("VANE_LOG_LEVEL", "info"),
+            log_format=env_str("VANE_LOG_FORMAT", "json"),
+            otel_exporter=env_str("VANE_OTEL_EXPORTER", "none"),
+            otel_endpoint=env_str("VANE_OTEL_ENDPOINT", "http://127.0.0.1:4318/v1/traces"),
+            shutdown_grace_seconds=env_float("VANE_SHUTDOWN_GRACE_SECONDS", 10.0),
+            db_pool_min=env_int("VANE_DB_POOL_MIN", 1),
+            db_pool_max=env_int("VANE_DB_POOL_MAX", 10),
+            stream_max_age_hours=env_float("VANE_STREAM_MAX_AGE_HOURS", 168.0),
+            stream_max_bytes=env_int("VANE_STREAM_MAX_BYTES", 1024**3),
+            max_body_bytes=env_int("VANE_MAX_BODY_BYTES", 16 * 1024**2),
+            ingest_workers=env_int("VANE_INGEST_WORKERS", 1),
+            ingest_publish_timeout_seconds=env_float("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", 5.0),
         )
 
     def as_dict(self) -> dict[str, Any]:

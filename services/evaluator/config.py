@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
-
-
-def _number(name: str, default: float) -> float:
-    raw = _env(name, str(default))
-    try:
-        return float(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+from services.common.settings import env_float, env_str
 
 
 @dataclass(frozen=True)
@@ -46,27 +34,27 @@ class EvaluatorConfig:
 
     @classmethod
     def from_env(cls) -> EvaluatorConfig:
-        input_price = _env("VANE_JUDGE_INPUT_PRICE_PER_MTOK", "")
-        output_price = _env("VANE_JUDGE_OUTPUT_PRICE_PER_MTOK", "")
+        input_price = env_str("VANE_JUDGE_INPUT_PRICE_PER_MTOK", "")
+        output_price = env_str("VANE_JUDGE_OUTPUT_PRICE_PER_MTOK", "")
         judge = JudgeDefaults(
-            base_url=_env("VANE_JUDGE_BASE_URL", JudgeDefaults.base_url),
-            model=_env("VANE_JUDGE_MODEL", JudgeDefaults.model),
-            api_key=_env("VANE_JUDGE_API_KEY", ""),
-            timeout_seconds=_number("VANE_JUDGE_TIMEOUT_SECONDS", JudgeDefaults.timeout_seconds),
-            retries=int(_number("VANE_JUDGE_RETRIES", JudgeDefaults.retries)),
-            backoff_seconds=_number("VANE_JUDGE_BACKOFF_SECONDS", JudgeDefaults.backoff_seconds),
-            max_backoff_seconds=_number("VANE_JUDGE_MAX_BACKOFF_SECONDS", JudgeDefaults.max_backoff_seconds),
-            concurrency=int(_number("VANE_JUDGE_CONCURRENCY", JudgeDefaults.concurrency)),
-            rate_per_second=_number("VANE_JUDGE_RATE_PER_SECOND", JudgeDefaults.rate_per_second),
+            base_url=env_str("VANE_JUDGE_BASE_URL", JudgeDefaults.base_url),
+            model=env_str("VANE_JUDGE_MODEL", JudgeDefaults.model),
+            api_key=env_str("VANE_JUDGE_API_KEY", ""),
+            timeout_seconds=env_float("VANE_JUDGE_TIMEOUT_SECONDS", JudgeDefaults.timeout_seconds),
+            retries=int(env_float("VANE_JUDGE_RETRIES", JudgeDefaults.retries)),
+            backoff_seconds=env_float("VANE_JUDGE_BACKOFF_SECONDS", JudgeDefaults.backoff_seconds),
+            max_backoff_seconds=env_float("VANE_JUDGE_MAX_BACKOFF_SECONDS", JudgeDefaults.max_backoff_seconds),
+            concurrency=int(env_float("VANE_JUDGE_CONCURRENCY", JudgeDefaults.concurrency)),
+            rate_per_second=env_float("VANE_JUDGE_RATE_PER_SECOND", JudgeDefaults.rate_per_second),
             input_price_per_mtok=float(input_price) if input_price else None,
             output_price_per_mtok=float(output_price) if output_price else None,
         )
         return cls(
             judge=judge,
-            max_in_flight=int(_number("VANE_EVALUATOR_MAX_IN_FLIGHT", cls.max_in_flight)),
-            max_deliveries=int(_number("VANE_EVALUATOR_MAX_DELIVERIES", cls.max_deliveries)),
-            redelivery_delay_seconds=_number("VANE_EVALUATOR_REDELIVERY_DELAY_SECONDS", cls.redelivery_delay_seconds),
-            rules_ttl_seconds=_number("VANE_EVALUATOR_RULES_TTL_SECONDS", cls.rules_ttl_seconds),
+            max_in_flight=int(env_float("VANE_EVALUATOR_MAX_IN_FLIGHT", cls.max_in_flight)),
+            max_deliveries=int(env_float("VANE_EVALUATOR_MAX_DELIVERIES", cls.max_deliveries)),
+            redelivery_delay_seconds=env_float("VANE_EVALUATOR_REDELIVERY_DELAY_SECONDS", cls.redelivery_delay_seconds),
+            rules_ttl_seconds=env_float("VANE_EVALUATOR_RULES_TTL_SECONDS", cls.rules_ttl_seconds),
         )
 
 
