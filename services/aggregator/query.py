@@ -7,6 +7,7 @@ and turned into CONTRACT's ROW.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
@@ -18,16 +19,31 @@ import asyncpg
 import msgspec
 
 from services.aggregator import rollup
+from services.aggregator.block_cache import BlockCache, Fingerprint, MergedSketches
 from services.aggregator.rollup import NS_PER_MINUTE, Cell, RollupKey
-from services.aggregator.sketches import Sketch, merge_encoded_groups
+from services.aggregator.sketches import Sketch, merge, merge_encoded_groups
 from services.aggregator.store import Conn
 
-_ROW_QUERY = """
-SELECT app_version, prompt_name, prompt_version, model, generation_count, error_count, input_tokens,
-       output_tokens, cost, first_ns, last_ns, sketches
+# The rows' counters and revisions only: sketches are fetched for the rows the cache cannot answer.
+_META_QUERY = """
+SELECT width_minutes, bucket, app_version, prompt_name, prompt_version, model, r.xmin::text::bigint AS revision,
+       generation_count, error_count, input_tokens, output_tokens, cost, first_ns, last_ns
 FROM rollups r JOIN unnest($2::int[], $3::bigint[]) AS b(w, k) ON r.width_minutes = b.w AND r.bucket = b.k
 WHERE r.project_id = $1 AND ($4::text IS NULL OR r.prompt_name = $4) AND ($5::text IS NULL OR r.model = $5)
 """
+_SKETCH_QUERY = """
+SELECT r.width_minutes, r.bucket, r.app_version, r.prompt_name, r.prompt_version, r.model, r.sketches
+FROM rollups r
+JOIN unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[]) AS u(w, k, a, n, v, m)
+  ON (r.width_minutes, r.bucket, r.app_version, r.prompt_name, r.prompt_version, r.model)
+   = (u.w, u.k, u.a, u.n, u.v, u.m)
+WHERE r.project_id = $1
+"""
+# A block that ended this long ago is settled: only late spans and scores still change it.
+SETTLED_MINUTES = 5
+CACHE = BlockCache.create()
+
+RowId = tuple[int, int, RollupKey]
 
 
 @dataclass(frozen=True)
@@ -66,36 +82,62 @@ async def _blocks(conn: Conn, project: uuid.UUID, filters: Filters) -> list[tupl
     return rollup.cover(start, end) if start < end else []
 
 
-def combine(groups: Sequence[Sequence[asyncpg.Record]]) -> list[Cell]:
-    """One cell per group of rows: exact counters, and every group's sketches merged in one pass."""
-    cells: list[Cell] = []
+def _row_id(r: asyncpg.Record) -> RowId:
+    return (
+        r["width_minutes"],
+        r["bucket"],
+        RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
+    )
+
+
+def counters(rows: Sequence[asyncpg.Record]) -> Cell:
+    """Exact counts, totals, first and last of a version's rows (no sketches)."""
+    cell = Cell()
+    for r in rows:
+        cell.generations += r["generation_count"]
+        cell.errors += r["error_count"]
+        cell.input_tokens += r["input_tokens"]
+        cell.output_tokens += r["output_tokens"]
+        cell.cost += r["cost"]
+        if r["first_ns"] is not None:
+            cell.first_ns = r["first_ns"] if cell.first_ns is None else min(cell.first_ns, r["first_ns"])
+            cell.last_ns = r["last_ns"] if cell.last_ns is None else max(cell.last_ns, r["last_ns"])
+    return cell
+
+
+def merge_blobs(groups: Sequence[Sequence[bytes]]) -> list[MergedSketches]:
+    """One merge per group of rollups.sketches blobs, every group's bins merged in one pass."""
+    merged: list[MergedSketches] = []
     slots: list[list[list[object]]] = []
     names: list[tuple[int, str]] = []
-    for rows in groups:
-        cell = Cell()
+    for blobs in groups:
+        errors: dict[str, int] = {}
         parts: dict[str, list[list[object]]] = defaultdict(list)
-        for r in rows:
-            cell.generations += r["generation_count"]
-            cell.errors += r["error_count"]
-            cell.input_tokens += r["input_tokens"]
-            cell.output_tokens += r["output_tokens"]
-            cell.cost += r["cost"]
-            if r["first_ns"] is not None:
-                cell.first_ns = r["first_ns"] if cell.first_ns is None else min(cell.first_ns, r["first_ns"])
-                cell.last_ns = r["last_ns"] if cell.last_ns is None else max(cell.last_ns, r["last_ns"])
-            if r["sketches"]:
-                raw = msgspec.msgpack.decode(r["sketches"])
+        for blob in blobs:
+            if blob:
+                raw = msgspec.msgpack.decode(blob)
                 for name, encoded in raw["s"].items():
                     parts[name].append(encoded)
                 for name, count in raw["e"].items():
-                    cell.score_errors[name] = cell.score_errors.get(name, 0) + count
+                    errors[name] = errors.get(name, 0) + count
         for name, raws in parts.items():
-            names.append((len(cells), name))
+            names.append((len(merged), name))
             slots.append(raws)
-        cells.append(cell)
+        merged.append(MergedSketches({}, errors))
     for (index, name), sketch in zip(names, merge_encoded_groups(slots), strict=True):
-        cells[index].sketches[name] = sketch
-    return cells
+        merged[index].sketches[name] = sketch
+    return merged
+
+
+def _joined(parts: Sequence[MergedSketches]) -> MergedSketches:
+    sketches: dict[str, list[Sketch]] = defaultdict(list)
+    errors: dict[str, int] = {}
+    for part in parts:
+        for name, sketch in part.sketches.items():
+            sketches[name].append(sketch)
+        for name, count in part.score_errors.items():
+            errors[name] = errors.get(name, 0) + count
+    return MergedSketches({n: merge(s) for n, s in sketches.items()}, errors)
 
 
 def _score_stats(sketch: Sketch | None, errors: int) -> dict[str, Any]:
@@ -144,28 +186,98 @@ def metrics_row(version: int | str, labels: list[str], cell: Cell) -> dict[str, 
     }
 
 
+@dataclass
+class _Version:
+    """One version's rows of a query, split by whether their block has settled."""
+
+    rows: list[asyncpg.Record]
+    settled: Fingerprint
+    recent: Fingerprint
+
+
+def _split(rows: list[asyncpg.Record], now_minute: int) -> _Version:
+    settled: list[tuple[int, int, RollupKey, int]] = []
+    recent: list[tuple[int, int, RollupKey, int]] = []
+    for r in rows:
+        mark = (r["width_minutes"], r["bucket"], _row_id(r)[2], r["revision"])
+        ended = r["bucket"] + r["width_minutes"] <= now_minute - SETTLED_MINUTES
+        (settled if ended else recent).append(mark)
+    return _Version(rows, frozenset(settled), frozenset(recent))
+
+
+async def _sketches_of(conn: Conn, project: uuid.UUID, ids: list[RowId]) -> dict[RowId, bytes]:
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        _SKETCH_QUERY,
+        project,
+        [i[0] for i in ids],
+        [i[1] for i in ids],
+        [i[2].app_version for i in ids],
+        [i[2].prompt_name for i in ids],
+        [i[2].prompt_version for i in ids],
+        [i[2].model for i in ids],
+    )
+    return {_row_id(r): r["sketches"] for r in rows}
+
+
 async def _grouped(
     conn: Conn,
     project: uuid.UUID,
     filters: Filters,
     prompt_name: str | None,
-    group: Callable[[RollupKey], Hashable],
+    by: str,
     keep: Callable[[RollupKey], bool],
-) -> dict[Hashable, Cell]:
+) -> dict[Hashable, dict[str, Any]]:
+    """Each version's ROW (without version and labels), from the cache where its rows did not change."""
     blocks = await _blocks(conn, project, filters)
     if not blocks:
         return {}
-    rows = await conn.fetch(
-        _ROW_QUERY, project, [b[0] for b in blocks], [b[1] for b in blocks], prompt_name, filters.model
-    )
-    groups: dict[Hashable, list[asyncpg.Record]] = defaultdict(list)
-    for r in rows:
-        key = RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"])
-        if keep(key):
-            groups[group(key)].append(r)
-    keys = list(groups)
-    cells = dict(zip(keys, combine([groups[k] for k in keys]), strict=True))
-    return {g: c for g, c in cells.items() if c.generations}
+    # one snapshot: the revisions read are those of the sketches read
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            _META_QUERY, project, [b[0] for b in blocks], [b[1] for b in blocks], prompt_name, filters.model
+        )
+        grouped: dict[Hashable, list[asyncpg.Record]] = defaultdict(list)
+        for r in rows:
+            key = _row_id(r)[2]
+            if keep(key):
+                grouped[getattr(key, by)].append(r)
+        now_minute = time.time_ns() // NS_PER_MINUTE
+        versions = {g: _split(rs, now_minute) for g, rs in grouped.items()}
+        scope = (project, by, prompt_name, filters.model, filters.label)
+        out: dict[Hashable, dict[str, Any]] = {}
+        missing: list[Hashable] = []
+        for g, v in versions.items():
+            hit = CACHE.rows.get((scope, g), v.settled | v.recent)
+            if hit is not None:
+                out[g] = hit
+            else:
+                missing.append(g)
+        wanted = {
+            (w, b, k)
+            for g in missing
+            for (w, b, k, _) in (
+                versions[g].recent
+                if CACHE.settled.get((scope, g), versions[g].settled)
+                else versions[g].settled | versions[g].recent
+            )
+        }
+        blobs = await _sketches_of(conn, project, sorted(wanted))
+    for g in missing:
+        v = versions[g]
+        settled = CACHE.settled.get((scope, g), v.settled)
+        if settled is None:
+            settled = merge_blobs([[blobs.get((w, b, k), b"") for (w, b, k, _) in v.settled]])[0].compact()
+            CACHE.settled.put((scope, g), v.settled, settled)
+        recent = merge_blobs([[blobs.get((w, b, k), b"") for (w, b, k, _) in v.recent]])[0]
+        cell = counters(v.rows)
+        both = _joined([settled, recent])
+        cell.sketches, cell.score_errors = both.sketches, both.score_errors
+        row = metrics_row("", [], cell)
+        CACHE.rows.put((scope, g), v.settled | v.recent, row)
+        out[g] = row
+    return {g: row for g, row in out.items() if row["generation_count"]}
 
 
 async def prompt_metrics(pool: asyncpg.Pool, project: uuid.UUID, name: str, filters: Filters) -> dict[str, Any]:
@@ -184,11 +296,14 @@ async def prompt_metrics(pool: asyncpg.Pool, project: uuid.UUID, name: str, filt
             project,
             filters,
             name,
-            group=lambda k: k.prompt_version,
+            by="prompt_version",
             keep=lambda k: k.prompt_version > 0 and (filters.label is None or k.prompt_version in labelled),
         )
     versions = sorted(cells, key=lambda v: -int(v))  # type: ignore[call-overload]
-    return {"prompt": name, "versions": [metrics_row(int(v), labels.get(int(v), []), cells[v]) for v in versions]}  # type: ignore[call-overload]
+    return {
+        "prompt": name,
+        "versions": [{**cells[v], "version": int(v), "labels": labels.get(int(v), [])} for v in versions],  # type: ignore[call-overload]
+    }
 
 
 async def version_metrics(pool: asyncpg.Pool, project: uuid.UUID, filters: Filters) -> dict[str, Any]:
@@ -205,7 +320,7 @@ async def version_metrics(pool: asyncpg.Pool, project: uuid.UUID, filters: Filte
             project,
             filters,
             None,
-            group=lambda k: k.app_version,
+            by="app_version",
             keep=lambda k: filters.label is None or (k.prompt_name, k.prompt_version) in labelled,
         )
-    return {"versions": [metrics_row(str(v), [], cells[v]) for v in sorted(cells, key=str)]}
+    return {"versions": [{**cells[v], "version": str(v)} for v in sorted(cells, key=str)]}

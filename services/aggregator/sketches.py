@@ -9,8 +9,8 @@ that keeps a minute's sparse sketch and a month's dense one both small.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +59,20 @@ class Bins:
     @property
     def total(self) -> int:
         return int(self.counts.sum())
+
+    @classmethod
+    def of_counts(cls, keys: np.ndarray, counts: np.ndarray) -> Bins:
+        """Bins holding counts[i] at keys[i] (keys may repeat)."""
+        if keys.size == 0:
+            return cls()
+        low = int(keys.min())
+        return cls(low, np.bincount(keys - low, weights=counts).astype(np.int64))
+
+    def compact(self) -> Bins:
+        idx = np.flatnonzero(self.counts)
+        if idx.size == 0:
+            return Bins()
+        return Bins(self.offset + int(idx[0]), self.counts[idx[0] : idx[-1] + 1].copy())
 
     def nonzero(self) -> tuple[np.ndarray, np.ndarray]:
         idx = np.flatnonzero(self.counts)
@@ -113,6 +127,12 @@ class Sketch:
             negative=Bins.of_keys(keys_of(neg)),
         )
 
+    def compact(self) -> Sketch:
+        """The same sketch holding copies of only its non-empty bin ranges."""
+        return Sketch(
+            self.count, self.total, self.low, self.high, self.zeros, self.positive.compact(), self.negative.compact()
+        )
+
     @property
     def mean(self) -> float | None:
         return self.total / self.count if self.count else None
@@ -124,17 +144,24 @@ class Sketch:
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
         if self.count == 0:
             return [None for _ in qs]
-        neg_keys, neg_counts = self.negative.nonzero()
-        pos_keys, pos_counts = self.positive.nonzero()
-        # ascending values: the largest magnitudes of the negatives first, then zero, then positives
-        values = np.concatenate([-values_of(neg_keys[::-1]), [0.0], values_of(pos_keys)])
-        counts = np.concatenate([neg_counts[::-1], [self.zeros], pos_counts])
-        cumulative = np.cumsum(counts)
+        # Walk the dense counts with cumulative sums (no per-bin objects): a query asks this of
+        # hundreds of merged sketches, each a row of a wide, mostly empty matrix.
         ranks = np.asarray(qs, dtype=np.float64) * (self.count - 1)
-        idx = np.searchsorted(cumulative, ranks, side="right")
-        picked = values[np.minimum(idx, values.size - 1)]
+        neg = np.cumsum(self.negative.counts)
+        pos = np.cumsum(self.positive.counts)
+        below = int(neg[-1]) if neg.size else 0
+        out = np.zeros(ranks.size, dtype=np.float64)
+        in_neg = ranks < below
+        if in_neg.any():
+            # ascending values run through the negatives from the largest magnitude down
+            idx = np.searchsorted(neg, below - ranks[in_neg], side="left")
+            out[in_neg] = -values_of(idx + self.negative.offset)
+        in_pos = ranks >= below + self.zeros
+        if in_pos.any() and pos.size:
+            idx = np.searchsorted(pos, ranks[in_pos] - below - self.zeros, side="right")
+            out[in_pos] = values_of(np.minimum(idx, pos.size - 1) + self.positive.offset)
         # the exact extremes are known: never answer outside them
-        return [float(v) for v in np.clip(picked, self.low, self.high)]
+        return [float(v) for v in np.clip(out, self.low, self.high)]
 
 
 def merge(sketches: Sequence[Sketch]) -> Sketch:
@@ -219,22 +246,30 @@ def decode(raw: Sequence[object]) -> Sketch:
 def _store_parts(stores: list[tuple[int, list[object]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(slot, key, count) of every bin of many encoded stores, decoded with a few array operations."""
     slots_out, keys_out, counts_out = [], [], []
-    kinds: dict[tuple[int, int], list[tuple[int, list[object]]]] = defaultdict(list)
+    # (format, dtype) → slots, first keys, and the byte strings of each store, gathered in one pass
+    kinds: dict[tuple[int, int], tuple[list[int], list[int], list[bytes], list[bytes]]] = {}
     for slot, raw in stores:
-        kinds[(int(raw[0]), int(raw[1]))].append((slot, raw))  # type: ignore[call-overload]
-    for (fmt, dtype_code), items in kinds.items():
+        kind = kinds.get((raw[0], raw[1]))  # type: ignore[arg-type]
+        if kind is None:
+            kind = kinds[(raw[0], raw[1])] = ([], [], [], [])  # type: ignore[index]
+        kind[0].append(slot)
+        kind[1].append(raw[2])  # type: ignore[arg-type]
+        kind[2].append(raw[3])  # type: ignore[arg-type]
+        if raw[0] == 1:
+            kind[3].append(raw[4])  # type: ignore[arg-type]
+    for (fmt, dtype_code), (slot_list, first_list, parts, sparse_counts) in kinds.items():
         dtype = _DTYPES[dtype_code]
-        firsts = np.array([int(raw[2]) for _, raw in items], dtype=np.int64)  # type: ignore[call-overload]
-        slots = np.array([slot for slot, _ in items], dtype=np.int64)
+        firsts = np.array(first_list, dtype=np.int64)
+        slots = np.array(slot_list, dtype=np.int64)
         if fmt == 0:
-            counts = np.frombuffer(b"".join(raw[3] for _, raw in items), dtype=dtype)  # type: ignore[misc]
-            lengths = np.array([len(raw[3]) for _, raw in items]) // np.dtype(dtype).itemsize  # type: ignore[arg-type]
+            counts = np.frombuffer(b"".join(parts), dtype=dtype)
+            lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)) // np.dtype(dtype).itemsize
             starts = np.cumsum(lengths) - lengths
             keys = np.arange(counts.size) - np.repeat(starts - firsts, lengths)
         else:
-            deltas = np.frombuffer(b"".join(raw[3] for _, raw in items), dtype=np.int32).astype(np.int64)  # type: ignore[misc]
-            counts = np.frombuffer(b"".join(raw[4] for _, raw in items), dtype=dtype)  # type: ignore[misc]
-            lengths = np.array([len(raw[3]) for _, raw in items]) // 4  # type: ignore[arg-type]
+            deltas = np.frombuffer(b"".join(parts), dtype=np.int32).astype(np.int64)
+            counts = np.frombuffer(b"".join(sparse_counts), dtype=dtype)
+            lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)) // 4
             running = np.cumsum(deltas)
             before = (running - deltas)[np.cumsum(lengths) - lengths]  # the running sum where each store starts
             keys = np.repeat(firsts - before, lengths) + running
@@ -245,52 +280,59 @@ def _store_parts(stores: list[tuple[int, list[object]]]) -> tuple[np.ndarray, np
 
 
 def _bins_many(stores: list[tuple[int, list[object]]], n: int) -> list[Bins]:
-    out = [Bins() for _ in range(n)]
+    """The merged bins of each of n slots: one count over a (slot × key) matrix, each slot a row of it."""
     if not stores:
-        return out
+        return [Bins() for _ in range(n)]
     slots, keys, counts = _store_parts(stores)
     low = int(keys.min())
     width = int(keys.max()) - low + 1
-    cells = slots * width + (keys - low)
-    if n * width <= 20_000_000:  # a direct count over every (slot, key): no sort
-        totals = np.bincount(cells, weights=counts, minlength=n * width)
-        unique = np.flatnonzero(totals)
-        sums = totals[unique].astype(np.int64)
-    else:  # keys spread too far apart for an array of them all
-        unique, inverse = np.unique(cells, return_inverse=True)
-        sums = np.bincount(inverse, weights=counts).astype(np.int64)
-    unique_slots = unique // width
-    bounds = np.searchsorted(unique_slots, np.arange(n + 1))
-    for slot in range(n):
-        a, b = int(bounds[slot]), int(bounds[slot + 1])
-        if a == b:
-            continue
-        slot_keys = unique[a:b] % width + low
-        dense = np.zeros(int(slot_keys[-1] - slot_keys[0]) + 1, dtype=np.int64)
-        dense[slot_keys - slot_keys[0]] = sums[a:b]
-        out[slot] = Bins(int(slot_keys[0]), dense)
-    return out
+    if n * width > 20_000_000:  # keys spread too far apart for one matrix: merge slot by slot
+        order = np.argsort(slots, kind="stable")
+        bounds = np.searchsorted(slots[order], np.arange(n + 1))
+        out = []
+        for a, b in itertools.pairwise(bounds):
+            idx = order[a:b]
+            out.append(Bins.of_counts(keys[idx], counts[idx]) if b > a else Bins())
+        return out
+    # Rows share one key range: a row is a view, and its empty edges cost a cumsum, not a copy.
+    matrix = np.bincount(slots * width + (keys - low), weights=counts, minlength=n * width)
+    rows = matrix.astype(np.int64).reshape(n, width)
+    return [Bins(low, rows[i]) for i in range(n)]
 
 
 def merge_encoded_groups(groups: Sequence[Sequence[Encoded]]) -> list[Sketch]:
     """[merge([decode(r) for r in g]) for g in groups], decoding all groups' bins at once: the query's hot path."""
-    live = [[r for r in g if int(r[0])] for g in groups]  # type: ignore[call-overload]
-    positive = _bins_many([(i, r[5]) for i, g in enumerate(live) for r in g if r[5]], len(live))  # type: ignore[misc]
-    negative = _bins_many([(i, r[6]) for i, g in enumerate(live) for r in g if r[6]], len(live))  # type: ignore[misc]
+    positive: list[tuple[int, list[object]]] = []
+    negative: list[tuple[int, list[object]]] = []
+    scalars: list[tuple[int, int, float, float, float, int]] = []
+    for i, group in enumerate(groups):
+        for r in group:
+            if not r[0]:
+                continue
+            scalars.append((i, r[0], r[1], r[2], r[3], r[4]))  # type: ignore[arg-type]
+            if r[5]:
+                positive.append((i, r[5]))  # type: ignore[arg-type]
+            if r[6]:
+                negative.append((i, r[6]))  # type: ignore[arg-type]
+    pos = _bins_many(positive, len(groups))
+    neg = _bins_many(negative, len(groups))
+    parts: list[list[tuple[int, int, float, float, float, int]]] = [[] for _ in groups]
+    for item in scalars:
+        parts[item[0]].append(item)
     out = []
-    for i, g in enumerate(live):
-        if not g:
+    for i, mine in enumerate(parts):
+        if not mine:
             out.append(Sketch())
             continue
         out.append(
             Sketch(
-                count=sum(int(r[0]) for r in g),  # type: ignore[call-overload]
-                total=math.fsum(float(r[1]) for r in g),  # type: ignore[arg-type]
-                low=min(float(r[2]) for r in g),  # type: ignore[arg-type]
-                high=max(float(r[3]) for r in g),  # type: ignore[arg-type]
-                zeros=sum(int(r[4]) for r in g),  # type: ignore[call-overload]
-                positive=positive[i],
-                negative=negative[i],
+                count=sum(int(p[1]) for p in mine),
+                total=math.fsum(float(p[2]) for p in mine),
+                low=min(float(p[3]) for p in mine),
+                high=max(float(p[4]) for p in mine),
+                zeros=sum(int(p[5]) for p in mine),
+                positive=pos[i],
+                negative=neg[i],
             )
         )
     return out
