@@ -93,16 +93,13 @@ def is_generation(span: bus_pb2.CanonicalSpan) -> bool:
     return bool(span.model) and span.kind not in _NOT_GENERATIONS
 
 
-def _opt(span: bus_pb2.CanonicalSpan, name: str) -> object:
-    return getattr(span, name) if span.HasField(name) else None  # type: ignore[arg-type]
-
-
 def run_row(span: bus_pb2.CanonicalSpan, project_id: uuid.UUID, received_ns: int) -> RunRow:
     start = span.start_time_unix_nano or received_ns
     end = max(span.end_time_unix_nano, start)
+    has = span.HasField  # optional fields are None when absent, not 0 (inlined: this runs once per span)
     return (
         project_id,
-        time_of(start),
+        EPOCH + timedelta(microseconds=start // 1000),
         span.trace_id,
         span.span_id,
         span.parent_span_id,
@@ -119,12 +116,12 @@ def run_row(span: bus_pb2.CanonicalSpan, project_id: uuid.UUID, received_ns: int
         span.prompt_label,
         span.model,
         (end - start) / 1e6,
-        _opt(span, "ttft_ms"),
-        _opt(span, "input_tokens"),
-        _opt(span, "output_tokens"),
-        _opt(span, "total_tokens"),
-        _opt(span, "cached_input_tokens"),
-        _opt(span, "cost"),
+        span.ttft_ms if has("ttft_ms") else None,
+        span.input_tokens if has("input_tokens") else None,
+        span.output_tokens if has("output_tokens") else None,
+        span.total_tokens if has("total_tokens") else None,
+        span.cached_input_tokens if has("cached_input_tokens") else None,
+        span.cost if has("cost") else None,
         int(span.status),
         span.error_message,
         span.session_id,

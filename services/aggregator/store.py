@@ -90,32 +90,59 @@ _STAGE_RUNS = "CREATE TEMP TABLE IF NOT EXISTS runs_stage (LIKE runs INCLUDING D
 _INSERT_RUNS = f"""
 INSERT INTO runs ({", ".join(RUN_COLUMNS)}) SELECT {", ".join(RUN_COLUMNS)} FROM runs_stage
 ON CONFLICT DO NOTHING
-RETURNING project_id, trace_id, start_ns, is_generation, app_version, prompt_name, prompt_version, model,
-          latency_ms, ttft_ms, input_tokens, output_tokens, cost, status
+RETURNING {", ".join(RUN_COLUMNS)}
 """
+_COL = {name: i for i, name in enumerate(RUN_COLUMNS)}
+
+
+_GENERATION = tuple(
+    _COL[n]
+    for n in (
+        "project_id",
+        "start_ns",
+        "app_version",
+        "prompt_name",
+        "prompt_version",
+        "model",
+        "latency_ms",
+        "ttft_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "status",
+    )
+)
+
+
+def generations_of(rows: Iterable[Sequence[object]]) -> list[Generation]:
+    """What rollups need of the generations among stored rows (decoded tuples or returned records)."""
+    p, s, a, n, v, m, lat, tt, i, o, c, st = _GENERATION
+    g = _COL["is_generation"]
+    return [
+        Generation(r[p], r[s], RollupKey(r[a], r[n], r[v], r[m]), r[lat], r[tt], r[i], r[o], r[c], r[st] == 2)  # type: ignore[arg-type]
+        for r in rows
+        if r[g]
+    ]
 
 
 async def store_runs(conn: Conn, rows: Sequence[RunRow]) -> tuple[list[Generation], set[tuple]]:
-    """Insert runs not stored before; return the new generations and the (project, trace) they touched."""
-    await conn.execute(_STAGE_RUNS)
-    await conn.copy_records_to_table("runs_stage", records=rows, columns=RUN_COLUMNS)
-    inserted = await conn.fetch(_INSERT_RUNS)
-    generations = [
-        Generation(
-            project_id=r["project_id"],
-            start_ns=r["start_ns"],
-            key=RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
-            latency_ms=r["latency_ms"],
-            ttft_ms=r["ttft_ms"],
-            input_tokens=r["input_tokens"],
-            output_tokens=r["output_tokens"],
-            cost=r["cost"],
-            is_error=r["status"] == 2,
-        )
-        for r in inserted
-        if r["is_generation"]
-    ]
-    return generations, {(r["project_id"], r["trace_id"]) for r in inserted}
+    """Insert runs not stored before; return the new generations and the (project, trace) they touched.
+
+    Almost every batch is new: it is COPYed straight into `runs` (its key refuses a span stored
+    before), which costs Postgres a fraction of a staged INSERT … ON CONFLICT … RETURNING. Only when
+    that refuses a duplicate (a redelivered batch, a client's retry) is the batch staged and
+    inserted ON CONFLICT DO NOTHING, keeping exactly the rows that were new.
+    """
+    try:
+        async with conn.transaction():  # a savepoint: a refused COPY leaves the batch's transaction usable
+            await conn.copy_records_to_table("runs", records=rows, columns=RUN_COLUMNS)
+        inserted: Sequence[Sequence[object]] = rows
+    except asyncpg.UniqueViolationError:
+        await conn.execute(_STAGE_RUNS)
+        await conn.copy_records_to_table("runs_stage", records=rows, columns=RUN_COLUMNS)
+        inserted = [tuple(r) for r in await conn.fetch(_INSERT_RUNS)]
+    c = _COL
+    return generations_of(inserted), {(r[c["project_id"]], r[c["trace_id"]]) for r in inserted}
 
 
 _STAGE_SCORES = "CREATE TEMP TABLE IF NOT EXISTS scores_stage (LIKE scores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"

@@ -90,6 +90,24 @@ async def _wait_for(pool: asyncpg.Pool, project: uuid.UUID, n: int, timeout: flo
         await asyncio.sleep(0.05)
 
 
+async def _postgres_cpu_of(pool: asyncpg.Pool, proc: psutil.Process) -> float:
+    """CPU seconds used so far by the Postgres backends serving `proc`'s connections."""
+    ports = {c.laddr.port for c in proc.net_connections(kind="tcp") if c.raddr and c.raddr.port == 5432}
+    rows = await pool.fetch("SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database()")
+    total = 0.0
+    for r in rows:
+        if r["client_port"] in ports:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(r["pid"]).cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
 async def bench_consume(env: dict[str, str], settings: Settings, pool: asyncpg.Pool, spans: int, log_dir: Path) -> None:
     """Spans published first, then one aggregator drains them: its sustained spans/s and memory."""
     async with pool.acquire() as conn:
@@ -101,12 +119,21 @@ async def bench_consume(env: dict[str, str], settings: Settings, pool: asyncpg.P
     aggregator = ServiceProcess("aggregator", env, log_dir).start()
     assert aggregator.proc is not None
     rss = PeakRss(aggregator.proc.pid)
+    proc = psutil.Process(aggregator.proc.pid)
+    cpu_before = _cpu(proc)
     started = time.perf_counter()
     await _wait_for(pool, project, spans)
     elapsed = time.perf_counter() - started
+    aggregator_cpu = _cpu(proc) - cpu_before
+    # the backends were opened by this aggregator, so their whole CPU time is this load's
+    postgres_cpu = await _postgres_cpu_of(pool, proc)
     print(
         f"consume: {spans} spans (500 per message) stored and rolled up in {elapsed:.1f}s "
-        f"= {spans / elapsed:,.0f} spans/s"
+        f"= {spans / elapsed:,.0f} spans/s (load average {psutil.getloadavg()[0]:.1f})"
+    )
+    print(
+        f"consume: CPU per span: aggregator {aggregator_cpu / spans * 1e6:.1f} µs, "
+        f"its Postgres backends {postgres_cpu / spans * 1e6:.1f} µs"
     )
     print(f"consume: aggregator peak RSS {rss.stop():.0f} MB")
     aggregator.kill()
