@@ -60,6 +60,7 @@ class Settings:
     max_body_bytes: int
     ingest_workers: int = 1  # ingest processes sharing its ports (SO_REUSEPORT)
     ingest_publish_timeout_seconds: float = 5.0  # no JetStream ack by then: 503
+    registry_workers: int = 1  # registry processes sharing its ports (SO_REUSEPORT)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +92,7 @@ class Settings:
             max_body_bytes=env_int("VANE_MAX_BODY_BYTES", 16 * 1024**2),
             ingest_workers=env_int("VANE_INGEST_WORKERS", 1),
             ingest_publish_timeout_seconds=env_float("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", 5.0),
+            registry_workers=env_int("VANE_REGISTRY_WORKERS", 1),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -129,4 +131,5 @@ ENVIRONMENT = [
     ("VANE_MAX_BODY_BYTES", "16777216", "largest request body ingest accepts (413 above)"),
     ("VANE_INGEST_WORKERS", "1", "ingest processes sharing its two ports (SO_REUSEPORT)"),
     ("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", "5", "ingest answers 503 when JetStream has not acked by then"),
+    ("VANE_REGISTRY_WORKERS", "1", "registry processes sharing its two ports (SO_REUSEPORT), one per core"),
 ]

@@ -18,6 +18,7 @@ from litestar.di import Provide
 
 from services.common.http import build_http_app, project_routes
 from services.common.runtime import Component, GrpcServer, HttpServer, Needs, Resources, Worker, run_service
+from services.common.workers import SharedPortHttpServer, WorkerProcesses, worker_index
 from services.registry.cache import PromptCache
 from services.registry.changes import ChangeFeed, Watchers
 from services.registry.grpc_api import PromptServicer, build_server
@@ -82,13 +83,19 @@ async def build(resources: Resources) -> Sequence[Component]:
                 seen = feed.reconnects()
                 registry.resync()
 
-    grpc_server = build_server(PromptServicer(registry, callers, watchers))
-    return [
+    # Several processes share both ports; each keeps its caches coherent through the change feed.
+    shared = settings.registry_workers > 1
+    grpc_server = build_server(PromptServicer(registry, callers, watchers), shared_port=shared)
+    http_class = SharedPortHttpServer if shared else HttpServer
+    components: list[Component] = [
         WatchStreams(watchers),
         GrpcServer(f"{NAME}-grpc", grpc_server, settings.bind_host, settings.registry_grpc_port),
-        HttpServer(f"{NAME}-http", app, settings.bind_host, settings.registry_http_port),
+        http_class(f"{NAME}-http", app, settings.bind_host, settings.registry_http_port),
         Worker(f"{NAME}-resync", resync_after_reconnect),
     ]
+    if shared and worker_index(NAME) == 0:
+        components.append(WorkerProcesses(settings.registry_workers, NAME))
+    return components
 
 
 def main() -> None:

@@ -84,7 +84,11 @@ class PromptServicer:
         self._watchers = watchers
 
     async def _project(self, context: Context) -> uuid.UUID:
-        return await self._callers.project_for(_headers(context))
+        metadata = context.invocation_metadata() or ()
+        known = self._callers.recent(metadata)
+        if known is not None:
+            return known
+        return await self._callers.project_for_metadata(metadata)
 
     @_answering
     async def get_prompt(self, request: pb.GetPromptRequest, context: Context) -> bytes:
@@ -175,7 +179,9 @@ class PromptServicer:
         )
 
 
-def build_server(servicer: PromptServicer) -> grpc.aio.Server:
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+def build_server(servicer: PromptServicer, shared_port: bool = False) -> grpc.aio.Server:
+    """The gRPC server; `shared_port` lets the registry's other processes bind the same port."""
+    # gRPC's C-core sets SO_REUSEPORT by default: a lone process must not share its port by accident.
+    server = grpc.aio.server(options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 1 if shared_port else 0)])
     server.add_generic_rpc_handlers((servicer.handler(),))
     return server

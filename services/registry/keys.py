@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from services.common.auth import Authenticator, credentials_from_headers, hash_secret
 from services.common.errors import Unauthenticated, Unavailable
@@ -17,6 +18,15 @@ from services.registry.cache import PromptCache
 from services.registry.registry import STORE_ERRORS, PromptRegistry
 
 _REMEMBER_EVERY_SECONDS = 300.0
+_RECENT_SECONDS = 30.0  # as long as the Authenticator trusts its own lookups: a revoked key stops within it
+_RECENT_MAX = 10_000
+_CREDENTIAL_HEADERS = frozenset(("authorization", "x-api-key", "x-secret-key"))
+Metadata = Iterable[Any]  # gRPC metadata: (key, value) pairs
+
+
+def credential_values(metadata: Metadata) -> tuple[tuple[str, str], ...]:
+    """The headers of a call that carry its key, as they came: what a known caller is remembered by."""
+    return tuple((key, value) for key, value in metadata if key in _CREDENTIAL_HEADERS and isinstance(value, str))
 
 
 class Callers:
@@ -25,6 +35,25 @@ class Callers:
         self._registry = registry
         self._cache = cache
         self._remembered: dict[str, float] = {}  # secret -> when it was last written to Redis
+        # the credential headers of recent gRPC callers -> (until when, project): the hot path skips
+        # parsing the headers and hashing the secret on every call
+        self._recent: dict[tuple[tuple[str, str], ...], tuple[float, uuid.UUID]] = {}
+
+    def recent(self, metadata: Metadata) -> uuid.UUID | None:
+        """The project of a caller seen with these exact credentials in the last half minute, if any."""
+        hit = self._recent.get(credential_values(metadata))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
+    async def project_for_metadata(self, metadata: Metadata) -> uuid.UUID:
+        """As project_for, from gRPC metadata; a caller it authenticates is remembered by `recent`."""
+        credentials = credential_values(metadata)
+        project = await self.project_for(dict(credentials))
+        if len(self._recent) >= _RECENT_MAX:
+            self._recent.clear()
+        self._recent[credentials] = (time.monotonic() + _RECENT_SECONDS, project)
+        return project
 
     async def project_for(self, headers: Mapping[str, str]) -> uuid.UUID:
         """The caller's project, or Unauthenticated; Unavailable only when neither Postgres nor Redis knows."""
