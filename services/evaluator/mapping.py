@@ -15,8 +15,22 @@ from typing import Any
 from services.evaluator.spans import SpanView
 
 DEFAULT_MAPPING = {"input": "input", "output": "output"}
-# When a path is absent, the canonical field that holds the same text.
-_FALLBACKS = {"input.value": "input", "output.value": "output"}
+# Attributes whose text ingest carries once, as the canonical input or output, and leaves out of
+# attributes_json: a path through one of them that the attributes lack is read from that field.
+CARRIED = {
+    "input.value": "input",
+    "output.value": "output",
+    "gen_ai.input.messages": "input",
+    "gen_ai.output.messages": "output",
+    "gen_ai.prompt": "input",
+    "gen_ai.completion": "output",
+    "langfuse.observation.input": "input",
+    "langfuse.observation.output": "output",
+    "abv.observation.input": "input",
+    "abv.observation.output": "output",
+    "traceloop.entity.input": "input",
+    "traceloop.entity.output": "output",
+}
 _ABSENT = object()
 
 
@@ -30,10 +44,19 @@ def resolve(span: SpanView, path: str) -> str | None:
         return text if text else _text(_walk(span.attributes, [f"{path}.value"]))
     if path.startswith("attributes."):
         path = path[len("attributes.") :]
-    found = _walk(span.attributes, path.split("."))
-    if found is _ABSENT and path in _FALLBACKS:
-        return getattr(span, _FALLBACKS[path]) or None
+    segments = path.split(".")
+    found = _walk(span.attributes, segments)
+    if found is _ABSENT:
+        found = _carried(span, segments)
     return _text(found)
+
+
+def _carried(span: SpanView, segments: list[str]) -> Any:
+    for cut in range(len(segments), 0, -1):
+        key = ".".join(segments[:cut])
+        if key in CARRIED and key not in span.attributes:
+            return _walk(getattr(span, CARRIED[key]) or _ABSENT, segments[cut:])
+    return _ABSENT
 
 
 def resolve_inputs(

@@ -12,10 +12,11 @@ from typing import Any
 
 import msgspec
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from services.common.errors import Invalid, TooLarge
+from services.ingest.wire import parse_request, view_of
 
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf", "application/octet-stream"})
 JSON_TYPES = frozenset({"application/json"})
@@ -46,8 +47,9 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     return out
 
 
-def decode_request(body: bytes, content_type: str | None) -> ExportTraceServiceRequest:
-    """Parse an OTLP trace export body; raise Invalid saying what is wrong with it."""
+def decode_request(body: bytes, content_type: str | None) -> Message:
+    """Parse an OTLP trace export body into ingest's view of it (wire.TraceRequest); raise Invalid
+    saying what is wrong with it."""
     kind = media_type(content_type)
     if not body:
         raise Invalid("the request body is empty: send an OTLP ExportTraceServiceRequest")
@@ -61,16 +63,14 @@ def decode_request(body: bytes, content_type: str | None) -> ExportTraceServiceR
     )
 
 
-def decode_protobuf(body: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+def decode_protobuf(body: bytes) -> Message:
     try:
-        request.ParseFromString(body)
+        return parse_request(body)
     except DecodeError as exc:
         raise Invalid(f"the body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
-    return request
 
 
-def decode_json(body: bytes) -> ExportTraceServiceRequest:
+def decode_json(body: bytes) -> Message:
     """OTLP/JSON: like protobuf's JSON mapping, except that trace and span ids are hex, not base64."""
     try:
         document = msgspec.json.decode(body)
@@ -89,7 +89,7 @@ def decode_json(body: bytes) -> ExportTraceServiceRequest:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, TypeError, ValueError) as exc:
         raise Invalid(f"the JSON body is not an OTLP ExportTraceServiceRequest: {exc}") from None
-    return request
+    return view_of(request)
 
 
 def _list(parent: Any, *names: str) -> list[Any]:

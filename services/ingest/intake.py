@@ -5,18 +5,27 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from google.protobuf.message import Message
 from prometheus_client import Counter
 
 from services.common.bus import Bus
 from services.ingest.models import PriceStore
-from services.ingest.normalise import normalise
-from services.ingest.pricing import BUILTIN, price_spans
+from services.ingest.normalise import normalise, span_count
+from services.ingest.pricing import BUILTIN, PriceTable, price_spans
 from services.ingest.publish import encode_spans, message_limit, publish_all, request_digest
 
 SPANS = Counter("vane_ingest_spans_total", "spans made durable on the span stream")
 MESSAGES = Counter("vane_ingest_messages_total", "JetStream messages published for spans")
+
+
+def prepare(request: Message, project_id: str, prices: Sequence[PriceTable], limit: int) -> tuple[int, list[bytes]]:
+    """The pure part of the path: normalise → price → encode. Returns the span count and the messages."""
+    groups = normalise(request, project_id)
+    for group in groups:
+        price_spans(group.spans, prices)
+    return span_count(groups), encode_spans(project_id, groups, time.time_ns(), limit)
 
 
 class SpanIntake:
@@ -25,17 +34,16 @@ class SpanIntake:
         self._prices = prices
         self._timeout = publish_timeout
 
-    async def take(self, project_id: uuid.UUID, request: ExportTraceServiceRequest, body: bytes) -> int:
+    async def take(self, project_id: uuid.UUID, request: Message, body: bytes) -> int:
         """Make the request's spans durable on the span stream; return how many there were."""
         project = str(project_id)
-        spans = normalise(request, project)
+        tables = (await self._prices.table_for(project_id), BUILTIN)
+        spans, chunks = prepare(request, project, tables, message_limit(self._bus))
         if not spans:
             return 0
-        price_spans(spans, (await self._prices.table_for(project_id), BUILTIN))
-        chunks = encode_spans(project, spans, time.time_ns(), message_limit(self._bus))
         await publish_all(
             self._bus, self._bus.topology.spans_subject, chunks, request_digest(project, body), self._timeout
         )
-        SPANS.inc(len(spans))
+        SPANS.inc(spans)
         MESSAGES.inc(len(chunks))
-        return len(spans)
+        return spans

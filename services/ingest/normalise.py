@@ -1,8 +1,10 @@
-"""Normalise: every span of an OTLP request, whatever its convention, into one CanonicalSpan.
+"""Normalise: every span of an OTLP request, whatever its convention, into canonical fields.
 
-The conventions' tables are compiled once into one lookup from attribute name to canonical field
-with its precedence, so a span costs one dictionary lookup per attribute, not one branch per
-convention.
+The conventions' tables are compiled once into one lookup from attribute name to the canonical
+fields it may fill, with their precedence, so a span costs one dictionary lookup per attribute,
+not one branch per convention. The result is plain data, grouped by resource: the fields the
+resource's spans share are kept once (`SpanGroup.shared`) and each span holds only its own, as
+keyword arguments of `CanonicalSpan`; publish.py encodes them.
 """
 
 from __future__ import annotations
@@ -12,139 +14,223 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
-from vane.v1.bus_pb2 import CanonicalSpan, SpanStatus
+from google.protobuf.message import Message
 
 from services.common.errors import Invalid
 from services.ingest.conventions import REGISTRY
-from services.ingest.conventions.convention import Convention, Converter, Expander, Indexed
+from services.ingest.conventions.convention import Convention, Converter, Indexed
+from services.ingest.wire import decode_value, key_value, split_key_value, text_of, view_of
 
-Rule = tuple[int, str, Converter]  # (precedence: lower wins, canonical field, converter)
+# (precedence: lower wins, canonical field, converter, expands: the converter returns several fields)
+Rule = tuple[int, str, Converter, bool]
+# What an attribute gives a canonical field: (precedence, field, value, attribute name,
+# its JSON member when attributes_json leaves it out for carrying it as the input or output)
+Contribution = tuple[int, str, Any, str, str]
+Found = dict[str, Contribution]
+# (name, value, contributions, JSON member, a numbered message part: (precedence, field, index, role|content, value))
+Attribute = tuple[str, Any, tuple[Contribution, ...], str, tuple[int, str, int, str, Any] | None]
+# Fields the conventions fill only to derive canonical ones; CanonicalSpan has none of them.
+_INTERNAL = frozenset({"completion_start_ns", "input_cost", "output_cost", "is_error", "error_message"})
+_ATTRIBUTES_KEPT = 65_536  # distinct attributes remembered per request; more are decoded each time
 _json = msgspec.json.Encoder()
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
+_STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+SPAN_OK, SPAN_ERROR = 1, 2  # vane.v1.SpanStatus
 
 
 @dataclass(frozen=True)
 class Tables:
     span: Mapping[str, tuple[Rule, ...]]
-    expand: Mapping[str, tuple[int, Expander]]
     resource: Mapping[str, tuple[Rule, ...]]
     indexed: tuple[tuple[int, Indexed], ...]
     prefixes: tuple[str, ...]
+    carried: frozenset[str]  # attributes whose text becomes the canonical input or output
+
+
+@dataclass(frozen=True)
+class SpanGroup:
+    """The spans of one OTLP resource: the CanonicalSpan fields they share, and each span's own."""
+
+    shared: dict[str, Any]
+    spans: list[dict[str, Any]]
 
 
 def compile_tables(registry: Sequence[Convention]) -> Tables:
     """One lookup for all conventions; precedence = (convention's place, row's place in its table)."""
     span: dict[str, list[Rule]] = {}
     resource: dict[str, list[Rule]] = {}
-    expand: dict[str, tuple[int, Expander]] = {}
     indexed: list[tuple[int, Indexed]] = []
     for rank, convention in enumerate(registry):
         for row, (key, (field, convert)) in enumerate(convention.span.items()):
-            span.setdefault(key, []).append((rank * 1000 + row, field, convert))
+            span.setdefault(key, []).append((rank * 1000 + row, field, convert, False))
         for row, (key, (field, convert)) in enumerate(convention.resource.items()):
-            resource.setdefault(key, []).append((rank * 1000 + row, field, convert))
+            resource.setdefault(key, []).append((rank * 1000 + row, field, convert, False))
         for row, (key, expander) in enumerate(convention.expand.items()):
-            expand.setdefault(key, (rank * 1000 + row, expander))
+            span.setdefault(key, []).append((rank * 1000 + 500 + row, "", expander, True))
         indexed.extend((rank * 1000 + 999, rule) for rule in convention.indexed)
+    carried = frozenset(k for k, rules in span.items() if any(r[1] in ("input", "output") for r in rules))
     return Tables(
-        span={k: tuple(v) for k, v in span.items()},
-        expand=expand,
+        span={k: tuple(sorted(v, key=lambda r: r[0])) for k, v in span.items()},
         resource={k: tuple(v) for k, v in resource.items()},
         indexed=tuple(indexed),
         prefixes=tuple(rule.prefix for _, rule in indexed),
+        carried=carried,
     )
 
 
 TABLES = compile_tables(REGISTRY)
 
 
-def any_value(value: AnyValue) -> Any:
-    """An OTLP AnyValue as plain Python (arrays → lists, key-value lists → dicts)."""
-    which = value.WhichOneof("value")
-    if which == "string_value":
-        return value.string_value
-    if which == "int_value":
-        return value.int_value
-    if which == "double_value":
-        return value.double_value
-    if which == "bool_value":
-        return value.bool_value
-    if which == "array_value":
-        return [any_value(v) for v in value.array_value.values]
-    if which == "kvlist_value":
-        return attributes(value.kvlist_value.values)
-    if which == "bytes_value":
-        return value.bytes_value.hex()
-    return None
+@dataclass(frozen=True)
+class Name:
+    """What an attribute's name alone decides: its rules, its JSON member's start, whether it can be carried."""
+
+    key: str
+    rules: tuple[Rule, ...]
+    member: str  # '"name":'
+    carried: bool
+    numbered: bool
 
 
-def attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+def name_of(key: str, tables: Tables = TABLES) -> Name:
+    return Name(
+        key=key,
+        rules=tables.span.get(key, ()),
+        member=_json.encode(key).decode() + ":",
+        carried=key in tables.carried,
+        numbered=key not in tables.span and key.startswith(tables.prefixes),
+    )
 
 
-def map_attributes(attrs: Mapping[str, Any], tables: Tables = TABLES) -> dict[str, Any]:
-    """Canonical fields found in a span's attributes, each from its highest-precedence source."""
-    found: dict[str, tuple[int, Any]] = {}
-    messages: dict[str, tuple[int, dict[int, dict[str, Any]]]] = {}
-    for key, raw in attrs.items():
-        rules = tables.span.get(key)
-        if rules is not None:
-            for rank, field, convert in rules:
-                value = convert(raw)
-                if value is not None and (field not in found or rank < found[field][0]):
-                    found[field] = (rank, value)
-        expander = tables.expand.get(key)
-        if expander is not None:
-            for field, value in (expander[1](raw) or {}).items():
-                if field not in found or expander[0] < found[field][0]:
-                    found[field] = (expander[0], value)
-        if rules is None and expander is None and key.startswith(tables.prefixes):
-            _collect_message(key, raw, tables, messages)
-    for field, (rank, by_index) in messages.items():
-        if field not in found:
-            listed = [by_index[i] for i in sorted(by_index)]
-            found[field] = (rank, _json.encode(listed).decode())
-    return {field: value for field, (_, value) in found.items()}
+class Attributes(dict[bytes, "Attribute"]):
+    """KeyValue bytes → Attribute, decoded and mapped once per distinct attribute of a request.
+
+    Spans of one request repeat most of their attributes (model, operation, prompt, session): a
+    repeat costs one C-level dictionary lookup, `attributes[raw]`; a new value of a known name
+    reuses what the name decides.
+    """
+
+    def __init__(self, tables: Tables) -> None:
+        super().__init__()
+        self.tables = tables
+        self.names: dict[bytes, Name] = {}
+        self.numbered = False  # some attribute of the request is a numbered message part
+
+    def __missing__(self, raw: bytes) -> Attribute:
+        parts = split_key_value(raw)
+        if parts is None:  # an unusual encoding: the full parser decides
+            key, value = key_value(raw)
+            name = name_of(key, self.tables)
+        else:
+            name = self.names.get(parts[0]) or self._name(parts[0])
+            value = decode_value(parts[1])
+        attribute = attribute_of(name, value, self.tables)
+        self.numbered = self.numbered or name.numbered
+        if len(self) < _ATTRIBUTES_KEPT and not isinstance(value, list | dict):
+            self[raw] = attribute
+        return attribute
+
+    def _name(self, key: bytes) -> Name:
+        name = name_of(text_of(key, "an attribute name"), self.tables)
+        if len(self.names) < _ATTRIBUTES_KEPT:
+            self.names[key] = name
+        return name
 
 
-def _collect_message(
-    key: str, raw: Any, tables: Tables, messages: dict[str, tuple[int, dict[int, dict[str, Any]]]]
-) -> None:
+def attribute_of(name: Name, value: Any, tables: Tables = TABLES) -> Attribute:
+    """An attribute with what it gives each canonical field and its JSON member, ready to merge."""
+    fragment = name.member + _json.encode(value).decode()
+    # A string that becomes the canonical input or output is left out of attributes_json: it travels once.
+    carried = fragment if name.carried and isinstance(value, str) else ""
+    contributions: list[Contribution] = []
+    key = name.key
+    for rank, field, convert, expands in name.rules:
+        if expands:
+            contributions.extend((rank, f, v, key, "") for f, v in (convert(value) or {}).items() if v is not None)
+        elif (converted := convert(value)) is not None:
+            contributions.append((rank, field, converted, key, carried if field in ("input", "output") else ""))
+    indexed = _indexed(key, value, tables) if name.numbered else None
+    return key, value, tuple(contributions), fragment, indexed
+
+
+def _indexed(key: str, value: Any, tables: Tables) -> tuple[int, str, int, str, Any] | None:
     for rank, rule in tables.indexed:
         match = rule.pattern.match(key)
         if match is not None:
-            _, by_index = messages.setdefault(rule.field, (rank, {}))
-            by_index.setdefault(int(match.group(1)), {})[match.group(2)] = raw
-            return
+            return rank, rule.field, int(match.group(1)), match.group(2), value
+    return None
 
 
-def map_resource(attrs: Mapping[str, Any], tables: Tables = TABLES) -> dict[str, Any]:
+def merge(attributes: Sequence[Attribute], numbered: bool = True) -> tuple[Found, list[str]]:
+    """Canonical fields found in a span's attributes, each from its highest-precedence source, and
+    the attributes' JSON members. `numbered`: some attribute may be a numbered message part."""
+    found: Found = {}
+    for attribute in attributes:
+        for contribution in attribute[2]:
+            held = found.get(contribution[1])
+            if held is None or contribution[0] <= held[0]:  # equal: the same name sent twice, the last wins
+                found[contribution[1]] = contribution
+    if numbered:
+        _merge_messages(attributes, found)
+    return found, [attribute[3] for attribute in attributes]
+
+
+def _merge_messages(attributes: Sequence[Attribute], found: Found) -> None:
+    messages: dict[str, tuple[int, dict[int, dict[str, Any]]]] = {}
+    for attribute in attributes:
+        if attribute[4] is not None:
+            rank, field, index, part, value = attribute[4]
+            messages.setdefault(field, (rank, {}))[1].setdefault(index, {})[part] = value
+    for field, (rank, by_index) in messages.items():
+        if field not in found:
+            listed = [by_index[i] for i in sorted(by_index)]
+            found[field] = (rank, field, _json.encode(listed).decode(), "", "")
+
+
+def map_fields(attrs: Mapping[str, Any], tables: Tables = TABLES) -> Found:
+    """Canonical fields found in a span's attributes (name → plain value)."""
+    return merge([attribute_of(name_of(key, tables), value, tables) for key, value in attrs.items()])[0]
+
+
+def map_attributes(attrs: Mapping[str, Any], tables: Tables = TABLES) -> dict[str, Any]:
+    """Canonical fields found in a span's attributes (field → value)."""
+    return {field: held[2] for field, held in map_fields(attrs, tables).items()}
+
+
+def map_resource(attrs: Iterable[tuple[str, Any]], tables: Tables = TABLES) -> dict[str, Any]:
     found: dict[str, tuple[int, Any]] = {}
-    for key, raw in attrs.items():
-        for rank, field, convert in tables.resource.get(key, ()):
+    for key, raw in attrs:
+        for rank, field, convert, _ in tables.resource.get(key, ()):
             value = convert(raw)
             if value is not None and (field not in found or rank < found[field][0]):
                 found[field] = (rank, value)
     return {field: value for field, (_, value) in found.items()}
 
 
-def normalise(request: ExportTraceServiceRequest, project_id: str, tables: Tables = TABLES) -> list[CanonicalSpan]:
-    """Every span of the request as a CanonicalSpan; Invalid names the first span with bad ids or times."""
-    out: list[CanonicalSpan] = []
-    for resource_spans in request.resource_spans:
-        resource = map_resource(attributes(resource_spans.resource.attributes), tables)
+def normalise(request: Message, project_id: str, tables: Tables = TABLES) -> list[SpanGroup]:
+    """Every span of an OTLP trace request as canonical fields, grouped by resource; Invalid names
+    the first span with bad ids or times, or an attribute that does not decode."""
+    view: Any = view_of(request)
+    attributes = Attributes(tables)
+    groups: list[SpanGroup] = []
+    index = 0
+    for resource_spans in view.resource_spans:
+        resource = map_resource((key_value(raw) for raw in resource_spans.resource.attributes), tables)
+        shared = {"project_id": project_id, **resource}
+        records: list[dict[str, Any]] = []
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                check_span(span, len(out))
-                out.append(canonical_span(span, resource, project_id, tables))
-    return out
+                records.append(canonical_fields(span, index, attributes))
+                index += 1
+        if "app_version" in resource:  # the resource's version wins over a span's own
+            for record in records:
+                record.pop("app_version", None)
+        groups.append(SpanGroup(shared, records))
+    return groups
 
 
-def check_span(span: Span, index: int) -> None:
+def check_span(span: Any, index: int) -> None:
     if len(span.trace_id) != 16 or span.trace_id == _ZERO_TRACE:
         raise Invalid(f"span {index} ({span.name!r}): trace_id must be 16 bytes, not all zero")
     if len(span.span_id) != 8 or span.span_id == _ZERO_SPAN:
@@ -155,61 +241,66 @@ def check_span(span: Span, index: int) -> None:
         raise Invalid(f"span {index} ({span.name!r}): end_time_unix_nano is before start_time_unix_nano")
 
 
-def canonical_span(span: Span, resource: Mapping[str, Any], project_id: str, tables: Tables = TABLES) -> CanonicalSpan:
-    attrs = attributes(span.attributes)
-    f = map_attributes(attrs, tables)
-    start = span.start_time_unix_nano
-    ttft = f.get("ttft_ms")
-    completion_start = f.get("completion_start_ns")
-    # A first token outside the span's own interval is a clock or client error: no TTFT then.
-    if ttft is None and completion_start is not None and start <= completion_start <= span.end_time_unix_nano:
-        ttft = (completion_start - start) / 1e6
-    input_tokens, output_tokens = f.get("input_tokens"), f.get("output_tokens")
-    total = f.get("total_tokens")
-    if total is None and (input_tokens is not None or output_tokens is not None):
-        total = (input_tokens or 0) + (output_tokens or 0)
-    cost = f.get("cost")
-    if cost is None and ("input_cost" in f or "output_cost" in f):
-        cost = f.get("input_cost", 0.0) + f.get("output_cost", 0.0)
-    model = f.get("model", "")
-    failed = span.status.code == Status.STATUS_CODE_ERROR or f.get("is_error", False)
-    return CanonicalSpan(
-        project_id=project_id,
-        trace_id=span.trace_id,
-        span_id=span.span_id,
-        parent_span_id=span.parent_span_id,
+def canonical_fields(span: Any, index: int, attributes: Attributes) -> dict[str, Any]:
+    """One span's own CanonicalSpan fields (keyword arguments; None leaves a field unset)."""
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if len(trace_id) != 16 or len(span_id) != 8 or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        check_span(span, index)
+    if (parent and len(parent) != 8) or end < start:
+        check_span(span, index)
+    found, fragments = merge([attributes[raw] for raw in span.attributes], attributes.numbered)
+    record = {field: held[2] for field, held in found.items()}
+    for field in ("input", "output"):  # they travel once, in CanonicalSpan.input/output
+        held = found.get(field)
+        if held is not None and held[4]:
+            fragments.remove(held[4])
+    internal = derive(record, start, end)
+    status = span.status
+    if status.code == _STATUS_ERROR or internal.get("is_error", False):
+        record["status"] = SPAN_ERROR
+        record["error_message"] = status.message or internal.get("error_message") or _exception_message(span)
+    else:
+        record["status"] = SPAN_OK
+    record.update(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent,
         name=span.name,
-        kind=f.get("kind") or ("llm" if model else "span"),
-        project_name=resource.get("project_name", ""),
-        app_version=resource.get("app_version") or f.get("app_version", ""),
-        project_type=resource.get("project_type", ""),
-        prompt_name=f.get("prompt_name", ""),
-        prompt_version=f.get("prompt_version", 0),
-        prompt_label=f.get("prompt_label", ""),
-        model=model,
         start_time_unix_nano=start,
-        end_time_unix_nano=span.end_time_unix_nano,
-        ttft_ms=ttft,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total,
-        cached_input_tokens=f.get("cached_input_tokens"),
-        cost=cost,
-        status=SpanStatus.SPAN_STATUS_ERROR if failed else SpanStatus.SPAN_STATUS_OK,
-        error_message=(span.status.message or f.get("error_message") or _exception_message(span)) if failed else "",
-        session_id=f.get("session_id", ""),
-        user_id=f.get("user_id", ""),
-        input=f.get("input", ""),
-        output=f.get("output", ""),
-        eval_tags_json=resource.get("eval_tags_json", ""),
-        attributes_json=_json.encode(attrs).decode(),
-        metadata_json=resource.get("metadata_json", ""),
+        end_time_unix_nano=end,
+        attributes_json="{" + ",".join(fragments) + "}",
     )
+    return record
 
 
-def _exception_message(span: Span) -> str:
+def derive(record: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    """Complete the canonical fields that follow from others (TTFT, total tokens, cost, kind) and
+    take out the ones that only serve to derive them; returns those."""
+    internal: dict[str, Any] = {}
+    if not _INTERNAL.isdisjoint(record):
+        internal = {field: record.pop(field) for field in _INTERNAL.intersection(record)}
+        completion_start = internal.get("completion_start_ns")
+        # A first token outside the span's own interval is a clock or client error: no TTFT then.
+        if "ttft_ms" not in record and completion_start is not None and start <= completion_start <= end:
+            record["ttft_ms"] = (completion_start - start) / 1e6
+        if "cost" not in record and ("input_cost" in internal or "output_cost" in internal):
+            record["cost"] = internal.get("input_cost", 0.0) + internal.get("output_cost", 0.0)
+    if "total_tokens" not in record and ("input_tokens" in record or "output_tokens" in record):
+        record["total_tokens"] = record.get("input_tokens", 0) + record.get("output_tokens", 0)
+    if "kind" not in record:
+        record["kind"] = "llm" if "model" in record else "span"
+    return internal
+
+
+def _exception_message(span: Any) -> str:
     for event in span.events:
         if event.name == "exception":
-            attrs = attributes(event.attributes)
+            attrs = dict(key_value(raw) for raw in event.attributes)
             return str(attrs.get("exception.message") or attrs.get("exception.type") or "")
     return ""
+
+
+def span_count(groups: Iterable[SpanGroup]) -> int:
+    """How many spans the groups hold."""
+    return sum(len(group.spans) for group in groups)

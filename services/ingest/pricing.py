@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from vane.v1.bus_pb2 import CanonicalSpan
+from typing import Any
 
 PRICES_FILE = Path(__file__).resolve().parent / "prices.json"
 PER_MILLION = 1_000_000.0
@@ -102,19 +101,21 @@ def load_builtin(path: Path = PRICES_FILE) -> PriceTable:
 BUILTIN = load_builtin()
 
 
-def price_spans(spans: Sequence[CanonicalSpan], tables: Sequence[PriceTable]) -> int:
-    """Set `cost` on spans that carry none but have a model and token usage; the first table with a
-    price wins (a project's own before the built-in). Returns how many spans were priced."""
+def price_spans(spans: Iterable[MutableMapping[str, Any]], tables: Sequence[PriceTable]) -> int:
+    """Set `cost` on spans (canonical fields) that carry none but have a model and token usage; the
+    first table with a price wins (a project's own before the built-in). Returns how many were priced."""
     priced = 0
     for span in spans:
-        if span.HasField("cost") or not span.model:
+        model = span.get("model")
+        if not model or span.get("cost") is not None:
             continue
-        if not (span.HasField("input_tokens") or span.HasField("output_tokens")):
+        input_tokens, output_tokens = span.get("input_tokens"), span.get("output_tokens")
+        if input_tokens is None and output_tokens is None:
             continue
         for table in tables:
-            price = table.find(span.model, span.start_time_unix_nano)
+            price = table.find(model, span.get("start_time_unix_nano") or 0)
             if price is not None:
-                span.cost = price.cost(span.input_tokens, span.output_tokens, span.cached_input_tokens)
+                span["cost"] = price.cost(input_tokens or 0, output_tokens or 0, span.get("cached_input_tokens") or 0)
                 priced += 1
                 break
     return priced

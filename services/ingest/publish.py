@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from google.protobuf.message import Message
 from vane.v1.bus_pb2 import CanonicalSpan, Score, ScoreBatch, SpanBatch
 
 from services.common.bus import Bus
 from services.common.errors import TooLarge, Unavailable
 from services.common.logs import get_logger
+from services.ingest.normalise import SpanGroup
 
 SCHEMA_VERSION = 1
 _SPANS_TAG = b"\x1a"  # SpanBatch.spans: field 3, length-delimited
@@ -42,13 +42,12 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def compose(head: bytes, tag: bytes, items: Sequence[Message], limit: int) -> list[bytes]:
-    """`head` plus the items as a repeated field, in as few messages of at most `limit` bytes as fit."""
+def compose(head: bytes, tag: bytes, items: Iterable[bytes], limit: int) -> list[bytes]:
+    """`head` plus the serialised items as a repeated field, in as few messages of at most `limit` bytes as fit."""
     chunks: list[bytes] = []
     parts: list[bytes] = [head]
     size = len(head)
-    for index, item in enumerate(items):
-        body = item.SerializeToString()
+    for index, body in enumerate(items):
         field = tag + _varint(len(body)) + body
         if len(head) + len(field) > limit:
             raise TooLarge(f"record {index} is {len(body)} bytes, more than one bus message can carry ({limit})")
@@ -61,14 +60,26 @@ def compose(head: bytes, tag: bytes, items: Sequence[Message], limit: int) -> li
     return chunks
 
 
-def encode_spans(project_id: str, spans: Sequence[CanonicalSpan], received_ns: int, limit: int) -> list[bytes]:
+def serialise_spans(groups: Iterable[SpanGroup]) -> Iterator[bytes]:
+    """Each span's CanonicalSpan bytes: its group's shared fields, encoded once, then its own.
+
+    Protobuf parses concatenated messages as one merged message, and the two sets of fields are
+    disjoint, so the result reads exactly as the CanonicalSpan with all the fields set.
+    """
+    for group in groups:
+        shared = CanonicalSpan(**group.shared).SerializeToString()
+        for fields in group.spans:
+            yield shared + CanonicalSpan(**fields).SerializeToString()
+
+
+def encode_spans(project_id: str, groups: Sequence[SpanGroup], received_ns: int, limit: int) -> list[bytes]:
     head = SpanBatch(schema_version=SCHEMA_VERSION, project_id=project_id, received_unix_nano=received_ns)
-    return compose(head.SerializeToString(), _SPANS_TAG, spans, limit)
+    return compose(head.SerializeToString(), _SPANS_TAG, serialise_spans(groups), limit)
 
 
 def encode_scores(scores: Sequence[Score], limit: int) -> list[bytes]:
     head = ScoreBatch(schema_version=SCHEMA_VERSION)
-    return compose(head.SerializeToString(), _SCORES_TAG, scores, limit)
+    return compose(head.SerializeToString(), _SCORES_TAG, (score.SerializeToString() for score in scores), limit)
 
 
 def message_limit(bus: Bus) -> int:

@@ -5,6 +5,12 @@ Several concurrent OTLP/HTTP clients send pre-encoded requests of 512 realistic 
 `vane serve ingest` on the machine's NATS and Postgres, in a database and namespace of its own.
 
     .venv/bin/python -m tests.bench.bench_ingest [--seconds 20] [--clients 8] [--workers 2]
+
+`--pure` measures the pure path alone, in this process, without a server: decode + normalise +
+price + encode, the CPU microseconds one span costs (best of several rounds, as other work on
+the machine only ever adds time), and the same with cProfile's top functions with `--profile`.
+
+    .venv/bin/python -m tests.bench.bench_ingest --pure [--rounds 10] [--profile]
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ def template() -> ExportTraceServiceRequest:
 
 
 def unique_bodies(count: int) -> list[bytes]:
+    """Requests with unique ids, and unique inputs and outputs as real conversations have."""
     base = template()
     spans = base.resource_spans[0].scope_spans[0].spans
     bodies = []
@@ -97,8 +104,46 @@ def unique_bodies(count: int) -> list[bytes]:
         for span in spans:
             span.trace_id = os.urandom(16)
             span.span_id = os.urandom(8)
+            order = span.trace_id[:4].hex()
+            for kv in span.attributes:
+                if kv.key == "input.value":
+                    kv.value.string_value = kv.value.string_value.split(" (order ")[0] + f" (order {order})"
+                elif kv.key == "output.value":
+                    kv.value.string_value = f"Order {order}: " + kv.value.string_value.split(": ", 1)[-1]
         bodies.append(base.SerializeToString())
     return bodies
+
+
+def pure_path(rounds: int, profile: bool) -> None:
+    """CPU per span of decode → normalise → price → encode, in this process."""
+    from services.ingest.decode import decode_protobuf
+    from services.ingest.intake import prepare
+    from services.ingest.pricing import BUILTIN
+
+    project = "8d6f1c9e-6a55-4f7e-9d2b-3f1f4f3f0a11"
+    bodies = unique_bodies(8)
+
+    def one_round() -> int:
+        return sum(prepare(decode_protobuf(body), project, (BUILTIN,), 8 << 20)[0] for body in bodies)
+
+    one_round()  # warm caches of prices and imports
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        spans = one_round()
+        best = min(best, (time.process_time() - started) / spans)
+    size = len(bodies[0])
+    print(f"pure path, one process: {size / 1024:.0f} KiB requests of {SPANS_PER_REQUEST} spans")
+    print(f"CPU per span, best of {rounds} rounds of {spans} spans: {best * 1e6:.1f} µs")
+    print(f"  → {1 / best:,.0f} spans/s per core")
+    print(f"machine load average: {os.getloadavg()[0]:.1f}")
+    if profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.runcall(one_round)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -185,6 +230,9 @@ async def run(seconds: float, clients: int, workers: int) -> None:
         print(f"requests: {spans // SPANS_PER_REQUEST} → {spans / SPANS_PER_REQUEST / elapsed:,.1f} req/s")
         print(f"JetStream messages stored in the spans stream: {info.state.messages}")
         print(f"ingest CPU: {cpu:.1f} s over {elapsed:.1f} s = {cpu / elapsed:.2f} cores")
+        print(
+            f"ingest CPU per span (all of it, HTTP to publish): {cpu / spans * 1e6:.1f} µs"
+        )
         print(f"ingest RSS per process (MB): {', '.join(f'{r:.0f}' for r in rss)}")
         print(f"bench client CPU: {client_cpu / elapsed:.2f} cores; machine load average: {os.getloadavg()[0]:.1f}")
     finally:
@@ -211,8 +259,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pure", action="store_true", help="the pure path in this process, no server")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    asyncio.run(run(args.seconds, args.clients, args.workers))
+    if args.pure:
+        pure_path(args.rounds, args.profile)
+    else:
+        asyncio.run(run(args.seconds, args.clients, args.workers))
 
 
 if __name__ == "__main__":

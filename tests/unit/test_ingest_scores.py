@@ -6,6 +6,7 @@ import pytest
 from vane.v1.bus_pb2 import ScoreDataType, ScoreSource, SpanBatch
 
 from services.common.errors import Invalid, TooLarge
+from services.ingest.normalise import SpanGroup
 from services.ingest.publish import compose, encode_spans, request_digest
 from services.ingest.scores import ScoreConfig, parse_scores, to_scores
 
@@ -70,21 +71,32 @@ def test_bad_scores_are_refused(body: bytes) -> None:
 
 
 def test_large_span_batches_split_under_the_message_limit_without_losing_a_span() -> None:
-    from vane.v1.bus_pb2 import CanonicalSpan
-
-    spans = [CanonicalSpan(name=f"s{i}", input="x" * 1000, span_id=bytes([1] * 8)) for i in range(300)]
-    chunks = encode_spans("p", spans, 5, limit=64 * 1024)
+    spans = [{"name": f"s{i}", "input": "x" * 1000, "span_id": bytes([1] * 8)} for i in range(300)]
+    chunks = encode_spans("p", [SpanGroup({"project_id": "p"}, spans)], 5, limit=64 * 1024)
     assert len(chunks) > 1 and all(len(c) <= 64 * 1024 for c in chunks)
     decoded = [SpanBatch.FromString(c) for c in chunks]
     assert [s.name for b in decoded for s in b.spans] == [f"s{i}" for i in range(300)]
     assert all(b.project_id == "p" and b.schema_version == 1 and b.received_unix_nano == 5 for b in decoded)
 
 
+def test_a_resources_shared_fields_reach_every_span_of_its_group() -> None:
+    shared = {"project_id": "p", "app_version": "v2", "eval_tags_json": '[{"eval_name": "is_json"}]'}
+    groups = [
+        SpanGroup(shared, [{"name": "a", "cost": 0.5}, {"name": "b", "kind": "llm"}]),
+        SpanGroup({"project_id": "p"}, [{"name": "c", "app_version": "own"}]),
+    ]
+    (chunk,) = encode_spans("p", groups, 5, limit=64 * 1024)
+    a, b, c = SpanBatch.FromString(chunk).spans
+    assert (a.name, a.app_version, a.cost, a.eval_tags_json) == ("a", "v2", 0.5, shared["eval_tags_json"])
+    assert (b.name, b.app_version, b.kind, b.HasField("cost")) == ("b", "v2", "llm", False)
+    assert (c.name, c.app_version, c.eval_tags_json, c.project_id) == ("c", "own", "", "p")
+
+
 def test_a_single_record_over_the_limit_is_too_large() -> None:
     from vane.v1.bus_pb2 import CanonicalSpan
 
     with pytest.raises(TooLarge):
-        compose(b"", b"\x1a", [CanonicalSpan(input="x" * 2000)], limit=1000)
+        compose(b"", b"\x1a", [CanonicalSpan(input="x" * 2000).SerializeToString()], limit=1000)
 
 
 def test_the_message_id_depends_on_project_and_body() -> None:
