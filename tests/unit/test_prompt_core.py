@@ -18,6 +18,7 @@ from vane.prompts import prompt_of
 from services.common.errors import Invalid
 from services.registry import rules
 from services.registry.diff import diff_versions
+from services.registry.keys import credential_values
 from services.registry.resolution import Resolution, version_json, version_message
 
 
@@ -144,3 +145,14 @@ def test_diff_lists_changed_prompt_and_config_lines() -> None:
     diff = diff_versions(old, new)
     assert diff["changed"] and "-user: a" in diff["prompt"] and "+[[placeholder: h]]" in diff["prompt"]
     assert diff["config"] == [] and not diff_versions(old, old)["changed"]
+
+
+def test_a_grpc_caller_is_remembered_by_its_credential_headers_only() -> None:
+    metadata = [
+        ("user-agent", "grpc-python/1.85"),
+        ("authorization", "Bearer sk-vane-a"),
+        ("x-trace-bin", b"\x00"),
+        ("x-api-key", "pk-vane-a"),
+    ]
+    assert credential_values(metadata) == (("authorization", "Bearer sk-vane-a"), ("x-api-key", "pk-vane-a"))
+    assert credential_values([("user-agent", "other")]) == ()
