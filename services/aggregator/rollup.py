@@ -185,12 +185,21 @@ def combine_cells(cells: list[Cell]) -> Cell:
 
 
 def at_levels(minutes: dict[CellId, Cell], levels: tuple[int, ...] = LEVELS) -> dict[CellId, Cell]:
-    """The minute cells added into the block of every level that holds them."""
-    groups: dict[CellId, list[Cell]] = defaultdict(list)
-    for (project, _, minute, key), cell in minutes.items():
-        for width in levels:
-            groups[(project, width, minute - minute % width, key)].append(cell)
-    return {cid: combine_cells(cells) for cid, cells in groups.items()}
+    """The minute cells added into the block of every level that holds them.
+
+    Each level is built from the one below it (every block is a union of blocks of the finer
+    level), so once a batch's minutes share a block, the coarser levels reuse that one cell
+    instead of merging the same minutes again at every level.
+    """
+    out: dict[CellId, Cell] = {}
+    below = minutes
+    for width in levels:
+        groups: dict[CellId, list[Cell]] = defaultdict(list)
+        for (project, _, start, key), cell in below.items():
+            groups[(project, width, start - start % width, key)].append(cell)
+        below = {cid: combine_cells(cells) for cid, cells in groups.items()}
+        out.update(below)
+    return out
 
 
 def cover(start_minute: int, end_minute: int, levels: tuple[int, ...] = LEVELS) -> list[tuple[int, int]]:

@@ -80,12 +80,12 @@ class Bins:
 
 
 def merge_bins(parts: Sequence[Bins]) -> Bins:
-    """One dense store holding the sum of all parts."""
+    """One dense store holding the sum of all parts (a part may be returned as is: stores are never mutated)."""
     parts = [p for p in parts if p.counts.size]
     if not parts:
         return Bins()
     if len(parts) == 1:
-        return Bins(parts[0].offset, parts[0].counts.copy())
+        return parts[0]
     low = min(p.offset for p in parts)
     high = max(p.offset + p.counts.size for p in parts)
     out = np.zeros(high - low, dtype=np.int64)
@@ -165,16 +165,30 @@ class Sketch:
 
 
 def merge(sketches: Sequence[Sketch]) -> Sketch:
-    """The sketch of the union of the sketched values (associative and commutative)."""
+    """The sketch of the union of the sketched values (associative and commutative).
+
+    Sketches are values: never mutated once made, so a merge of one live sketch is that sketch.
+    The write path merges a batch's cell into every level's row (hundreds of small merges per
+    batch), hence one pass over the parts rather than a generator per field.
+    """
     live = [s for s in sketches if s.count]
     if not live:
         return Sketch()
+    if len(live) == 1:
+        return live[0]
+    count = zeros = 0
+    low, high = math.inf, -math.inf
+    for s in live:
+        count += s.count
+        zeros += s.zeros
+        low = s.low if s.low < low else low
+        high = s.high if s.high > high else high
     return Sketch(
-        count=sum(s.count for s in live),
+        count=count,
         total=math.fsum(s.total for s in live),
-        low=min(s.low for s in live),
-        high=max(s.high for s in live),
-        zeros=sum(s.zeros for s in live),
+        low=low,
+        high=high,
+        zeros=zeros,
         positive=merge_bins([s.positive for s in live]),
         negative=merge_bins([s.negative for s in live]),
     )

@@ -1,7 +1,7 @@
 """Aggregator benchmark: consumption throughput, exactness through three SIGKILLs at full size, and
 metrics query latency at 10 million generations (100 versions over 30 days, rollups loaded directly).
 
-    .venv/bin/python -m tests.bench.bench_aggregator [--spans 100000] [--skip-kill] [--skip-query]
+    .venv/bin/python -m tests.bench.bench_aggregator [--spans 100000] [--rate 20000] [--skip-kill] [--skip-query]
 
 Uses the machine's NATS and Postgres with a database and namespace of its own, dropped at the end.
 """
@@ -170,6 +170,60 @@ async def bench_kills(env: dict[str, str], settings: Settings, pool: asyncpg.Poo
     await bus.close()
 
 
+async def bench_freshness(
+    env: dict[str, str], settings: Settings, pool: asyncpg.Pool, rate: int, probes: int, log_dir: Path
+) -> None:
+    """Delay from a probe batch's JetStream ack to its rollup row, while a steady load of `rate` spans/s runs."""
+    async with pool.acquire() as conn:
+        project, _ = await create_project(conn, f"bench-fresh-{secrets.token_hex(3)}")
+    bus = await bus_for(settings, env["VANE_NATS_URL"], env["VANE_NAMESPACE"])
+    aggregator = ServiceProcess("aggregator", env, log_dir).start()
+    stop = asyncio.Event()
+    per_tick = max(1, rate // 20)  # one export every 50 ms
+
+    async def background() -> None:
+        seed = 0
+        while not stop.is_set():
+            seed += 1
+            load = make_load(project, per_tick, seed=seed, score_every=0, spread_seconds=60)
+            await publish_spans(bus, project, load.spans, per_tick)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(background())
+    await asyncio.sleep(2.0)  # let the load settle in
+    delays = []
+    for i in range(probes):
+        name = f"probe-{i}-{secrets.token_hex(3)}"
+        probe = make_load(project, 1, seed=10_000 + i, score_every=0, spread_seconds=1, app_versions=(name,))
+        await publish_spans(bus, project, probe.spans, 1)
+        sent = time.perf_counter()
+        visible = "SELECT 1 FROM rollups WHERE project_id = $1 AND width_minutes = 1 AND app_version = $2"
+        while not await pool.fetchval(visible, project, name):  # noqa: ASYNC110 (polling Postgres)
+            await asyncio.sleep(0.005)
+        delays.append((time.perf_counter() - sent) * 1000)
+        await asyncio.sleep(0.1)
+    stop.set()
+    await task
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{aggregator.url}/metrics")).text
+    batch = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("vane_aggregator_batch_seconds_") and 'stream="spans"' in line and "bucket" not in line
+    }
+    batches = batch.get('vane_aggregator_batch_seconds_count{stream="spans"}', 0.0)
+    seconds = batch.get('vane_aggregator_batch_seconds_sum{stream="spans"}', 0.0)
+    print(f"freshness: {batches:.0f} span batches committed, {seconds / max(batches, 1) * 1000:.0f} ms each on average")
+    q = statistics.quantiles(delays, n=100)
+    print(
+        f"freshness under {rate:,} spans/s published straight to the stream: ack→rollup p50 "
+        f"{statistics.median(delays):.0f} ms, p99 {q[98]:.0f} ms over {probes} probes "
+        f"(load average {psutil.getloadavg()[0]:.1f})"
+    )
+    aggregator.kill()
+    await bus.close()
+
+
 def _version_cells(project: uuid.UUID, key: RollupKey, start_minute: int, hours: int, per_hour: int, rng: Any) -> dict:
     """Minute cells for the first and last hour, hour cells between: what 30 days of traffic leave."""
     cells: dict[tuple, Cell] = {}
@@ -326,6 +380,8 @@ async def main(args: argparse.Namespace) -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="vane-bench-"))
     pool = await db.create_pool(database_url, 1, 4)
     steps: list[Callable[[], Any]] = [lambda: bench_consume(env, settings, pool, args.spans, log_dir)]
+    if not args.skip_freshness:
+        steps.append(lambda: bench_freshness(env, settings, pool, args.rate, args.probes, log_dir))
     if not args.skip_kill:
         steps.append(lambda: bench_kills(env, settings, pool, args.spans, log_dir))
     if not args.skip_query:
@@ -349,5 +405,8 @@ if __name__ == "__main__":
     parser.add_argument("--spans", type=int, default=100_000)
     parser.add_argument("--generations", type=int, default=10_000_000)
     parser.add_argument("--skip-kill", action="store_true")
+    parser.add_argument("--skip-freshness", action="store_true")
+    parser.add_argument("--rate", type=int, default=20_000, help="background spans/s during the freshness probes")
+    parser.add_argument("--probes", type=int, default=50)
     parser.add_argument("--skip-query", action="store_true")
     asyncio.run(main(parser.parse_args()))
