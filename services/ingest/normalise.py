@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from services.common.errors import Invalid
 from services.ingest.conventions import REGISTRY
 from services.ingest.conventions.convention import Convention, Converter, Indexed
-from services.ingest.wire import decode_value, key_value, split_key_value, text_of, view_of
+from services.ingest.wire import key_value, split_key_value, text_of, value_at, view_of
 
 # (precedence: lower wins, canonical field, converter, expands: the converter returns several fields)
 Rule = tuple[int, str, Converter, bool]
@@ -31,6 +31,7 @@ Found = dict[str, Contribution]
 Attribute = tuple[str, Any, tuple[Contribution, ...], str, tuple[int, str, int, str, Any] | None]
 # Fields the conventions fill only to derive canonical ones; CanonicalSpan has none of them.
 _INTERNAL = frozenset({"completion_start_ns", "input_cost", "output_cost", "is_error", "error_message"})
+_UNSHARED = (list, dict)  # values no two spans may share
 _ATTRIBUTES_KEPT = 65_536  # distinct attributes remembered per request; more are decoded each time
 _json = msgspec.json.Encoder()
 _ZERO_TRACE = bytes(16)
@@ -71,12 +72,22 @@ def compile_tables(registry: Sequence[Convention]) -> Tables:
         indexed.extend((rank * 1000 + 999, rule) for rule in convention.indexed)
     carried = frozenset(k for k, rules in span.items() if any(r[1] in ("input", "output") for r in rules))
     return Tables(
-        span={k: tuple(sorted(v, key=lambda r: r[0])) for k, v in span.items()},
+        span={k: _useful(v) for k, v in span.items()},
         resource={k: tuple(v) for k, v in resource.items()},
         indexed=tuple(indexed),
         prefixes=tuple(rule.prefix for _, rule in indexed),
         carried=carried,
     )
+
+
+def _useful(rules: list[Rule]) -> tuple[Rule, ...]:
+    """A name's rules by precedence, less those that repeat an earlier one (same field, same
+    converter): given the same value they can never win."""
+    kept: list[Rule] = []
+    for rule in sorted(rules, key=lambda r: r[0]):
+        if not any(k[1] == rule[1] and k[2] is rule[2] and not rule[3] for k in kept):
+            kept.append(rule)
+    return tuple(kept)
 
 
 TABLES = compile_tables(REGISTRY)
@@ -124,10 +135,11 @@ class Attributes(dict[bytes, "Attribute"]):
             name = name_of(key, self.tables)
         else:
             name = self.names.get(parts[0]) or self._name(parts[0])
-            value = decode_value(parts[1])
+            value = value_at(raw, parts[1])
         attribute = attribute_of(name, value, self.tables)
-        self.numbered = self.numbered or name.numbered
-        if len(self) < _ATTRIBUTES_KEPT and not isinstance(value, list | dict):
+        if name.numbered:
+            self.numbered = True
+        if type(value) not in _UNSHARED and len(self) < _ATTRIBUTES_KEPT:
             self[raw] = attribute
         return attribute
 
@@ -141,6 +153,8 @@ class Attributes(dict[bytes, "Attribute"]):
 def attribute_of(name: Name, value: Any, tables: Tables = TABLES) -> Attribute:
     """An attribute with what it gives each canonical field and its JSON member, ready to merge."""
     fragment = name.member + _json.encode(value).decode()
+    if not name.rules:
+        return name.key, value, (), fragment, _indexed(name.key, value, tables) if name.numbered else None
     # A string that becomes the canonical input or output is left out of attributes_json: it travels once.
     carried = fragment if name.carried and isinstance(value, str) else ""
     contributions: list[Contribution] = []

@@ -33,13 +33,20 @@ def request_digest(project_id: str, body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16, key=project_id.encode()[:64]).hexdigest()
 
 
-def _varint(value: int) -> bytes:
+def _encode_varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_SMALL_VARINTS = [_encode_varint(n) for n in range(1 << 14)]  # every length of up to two bytes
+
+
+def _varint(value: int) -> bytes:
+    return _SMALL_VARINTS[value] if value < 1 << 14 else _encode_varint(value)
 
 
 def compose(head: bytes, tag: bytes, items: Iterable[bytes], limit: int) -> list[bytes]:

@@ -115,6 +115,8 @@ def any_value(value: AnyValue) -> Any:
 
 def _varint(raw: bytes, at: int) -> tuple[int, int]:
     """The varint at `at` and the index after it (at most 10 bytes, as protobuf allows)."""
+    if len(raw) > at + 1 and raw[at] >= 0x80 and raw[at + 1] < 0x80:  # two bytes: up to 16 KiB, most counts
+        return (raw[at] & 0x7F) | (raw[at + 1] << 7), at + 2
     result = shift = 0
     for index in range(at, min(at + 10, len(raw))):
         byte = raw[index]
@@ -134,58 +136,62 @@ def text_of(raw: bytes, what: str) -> str:
 
 def decode_value(raw: bytes) -> Any:
     """An AnyValue's bytes as plain Python; Invalid when they are not an AnyValue or not UTF-8."""
-    if not raw:
-        return None
-    tag = raw[0]
-    if tag == 0x0A:  # string_value: the common case, one field
-        size, start = _varint(raw, 1)
+    return value_at(raw, 0) if raw else None
+
+
+def value_at(raw: bytes, at: int) -> Any:
+    """The AnyValue that fills `raw` from `at` to its end, as plain Python: the usual one-field
+    encodings read here, anything else by the full parser."""
+    tag = raw[at]
+    if tag == 0x0A and len(raw) > at + 1:  # string_value: the common case
+        size, start = raw[at + 1], at + 2
+        if size >= 0x80:
+            size, start = _varint(raw, at + 1)
         if start + size == len(raw):
             return text_of(raw[start:], "an attribute value")
     elif tag == 0x18:  # int_value, two's complement
-        number, end = _varint(raw, 1)
+        if len(raw) == at + 2 and raw[at + 1] < 0x80:
+            return raw[at + 1]
+        number, end = _varint(raw, at + 1)
         if end == len(raw):
             return number - (1 << 64) if number >= 1 << 63 else number
-    elif tag == 0x21 and len(raw) == 9:  # double_value
-        return _DOUBLE.unpack_from(raw, 1)[0]
-    elif tag == 0x10 and len(raw) == 2 and raw[1] < 0x80:  # bool_value
-        return raw[1] != 0
+    elif tag == 0x21 and len(raw) == at + 9:  # double_value
+        return _DOUBLE.unpack_from(raw, at + 1)[0]
+    elif tag == 0x10 and len(raw) == at + 2 and raw[at + 1] < 0x80:  # bool_value
+        return raw[at + 1] != 0
     try:
-        return any_value(AnyValue.FromString(raw))
+        return any_value(AnyValue.FromString(raw[at:]))
     except DecodeError as exc:
         raise Invalid(f"the body is not a valid OTLP protobuf: an attribute value does not parse: {exc}") from None
 
 
-def split_key_value(raw: bytes) -> tuple[bytes, bytes] | None:
-    """A KeyValue's bytes as (name bytes, AnyValue bytes) when encoded the usual way (key, then value), else None."""
-    if raw[:1] != b"\x0a":
+def split_key_value(raw: bytes) -> tuple[bytes, int] | None:
+    """A KeyValue's bytes as (name bytes, where its AnyValue starts) when written the usual way
+    (the key, then a non-empty value, once each), else None."""
+    try:
+        if raw[0] != 0x0A:
+            return None
+        size, start = raw[1], 2
+        if size >= 0x80:
+            size, start = _varint(raw, 1)
+        after = start + size
+        if raw[after] != 0x12:
+            return None
+        value_size, value_start = raw[after + 1], after + 2
+        if value_size >= 0x80:
+            value_size, value_start = _varint(raw, after + 1)
+    except IndexError:
         return None
-    size = raw[1] if len(raw) > 1 else 0x80
-    start = 2
-    if size >= 0x80:
-        size, start = _varint(raw, 1)
-    after = start + size
-    if after >= len(raw) or raw[after] != 0x12:
+    if value_size == 0 or value_start + value_size != len(raw):
         return None
-    value_size = raw[after + 1] if after + 1 < len(raw) else 0x80
-    value_start = after + 2
-    if value_size >= 0x80:
-        value_size, value_start = _varint(raw, after + 1)
-    if value_start + value_size != len(raw):
-        return None
-    return raw[start:after], raw[value_start:]
+    return raw[start:after], value_start
 
 
 def key_value(raw: bytes) -> tuple[str, Any]:
     """A KeyValue's bytes as (name, plain Python value); Invalid when they are not a KeyValue."""
-    if raw[:1] == b"\x0a":  # key first, then value: how every encoder writes it
-        size, start = _varint(raw, 1)
-        after = start + size
-        if after == len(raw):
-            return text_of(raw[start:], "an attribute name"), None
-        if after < len(raw) and raw[after] == 0x12:
-            value_size, value_start = _varint(raw, after + 1)
-            if value_start + value_size == len(raw):
-                return text_of(raw[start:after], "an attribute name"), decode_value(raw[value_start:])
+    parts = split_key_value(raw)
+    if parts is not None:
+        return text_of(parts[0], "an attribute name"), value_at(raw, parts[1])
     try:
         kv = KeyValue.FromString(raw)
     except DecodeError as exc:

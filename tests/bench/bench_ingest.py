@@ -230,9 +230,7 @@ async def run(seconds: float, clients: int, workers: int) -> None:
         print(f"requests: {spans // SPANS_PER_REQUEST} → {spans / SPANS_PER_REQUEST / elapsed:,.1f} req/s")
         print(f"JetStream messages stored in the spans stream: {info.state.messages}")
         print(f"ingest CPU: {cpu:.1f} s over {elapsed:.1f} s = {cpu / elapsed:.2f} cores")
-        print(
-            f"ingest CPU per span (all of it, HTTP to publish): {cpu / spans * 1e6:.1f} µs"
-        )
+        print(f"ingest CPU per span (all of it, HTTP to publish): {cpu / spans * 1e6:.1f} µs")
         print(f"ingest RSS per process (MB): {', '.join(f'{r:.0f}' for r in rss)}")
         print(f"bench client CPU: {client_cpu / elapsed:.2f} cores; machine load average: {os.getloadavg()[0]:.1f}")
     finally:

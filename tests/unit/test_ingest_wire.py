@@ -123,3 +123,11 @@ def test_a_structured_input_stays_in_the_attributes() -> None:
 
 def test_what_ingest_carries_once_the_evaluator_knows_where_to_find() -> None:
     assert set(TABLES.carried) <= set(CARRIED)
+
+
+@given(st.integers(-(2**63), 2**63 - 1), st.binary(max_size=4))
+def test_an_int_value_followed_by_other_fields_is_read_by_the_full_parser(number: int, tail: bytes) -> None:
+    value = AnyValue(int_value=number).SerializeToString() + AnyValue(string_value=tail.hex()).SerializeToString()
+    kv = KeyValue(key="k", value=AnyValue.FromString(value))
+    raw = b"\x0a\x01k\x12" + bytes([len(value)]) + value
+    assert key_value(raw) == ("k", any_value(kv.value))
