@@ -102,15 +102,18 @@ class Name:
     member: str  # '"name":'
     carried: bool
     numbered: bool
+    single: Rule | None  # the one plain rule, when that is all there is (the usual case)
 
 
 def name_of(key: str, tables: Tables = TABLES) -> Name:
+    rules = tables.span.get(key, ())
     return Name(
         key=key,
-        rules=tables.span.get(key, ()),
+        rules=rules,
         member=_json.encode(key).decode() + ":",
         carried=key in tables.carried,
         numbered=key not in tables.span and key.startswith(tables.prefixes),
+        single=rules[0] if len(rules) == 1 and not rules[0][3] else None,
     )
 
 
@@ -157,6 +160,12 @@ def attribute_of(name: Name, value: Any, tables: Tables = TABLES) -> Attribute:
         return name.key, value, (), fragment, _indexed(name.key, value, tables) if name.numbered else None
     # A string that becomes the canonical input or output is left out of attributes_json: it travels once.
     carried = fragment if name.carried and isinstance(value, str) else ""
+    if name.single is not None:
+        rank, field, convert, _ = name.single
+        converted = convert(value)
+        if converted is None:
+            return name.key, value, (), fragment, None
+        return name.key, value, ((rank, field, converted, name.key, carried),), fragment, None
     contributions: list[Contribution] = []
     key = name.key
     for rank, field, convert, expands in name.rules:
