@@ -189,7 +189,8 @@ def at_levels(minutes: dict[CellId, Cell], levels: tuple[int, ...] = LEVELS) -> 
 
     Each level is built from the one below it (every block is a union of blocks of the finer
     level), so once a batch's minutes share a block, the coarser levels reuse that one cell
-    instead of merging the same minutes again at every level.
+    instead of merging the same minutes again at every level. Cells are therefore shared between
+    levels: treat them as values (combine_cells), never absorb into one in place.
     """
     out: dict[CellId, Cell] = {}
     below = minutes
