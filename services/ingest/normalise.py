@@ -1,10 +1,12 @@
 """Normalise: every span of an OTLP request, whatever its convention, into canonical fields.
 
 The conventions' tables are compiled once into one lookup from attribute name to the canonical
-fields it may fill, with their precedence, so a span costs one dictionary lookup per attribute,
-not one branch per convention. The result is plain data, grouped by resource: the fields the
-resource's spans share are kept once (`SpanGroup.shared`) and each span holds only its own, as
-keyword arguments of `CanonicalSpan`; publish.py encodes them.
+fields it may fill, with their precedence. Within a request each distinct attribute (its KeyValue
+bytes, see wire.py) is decoded and mapped once (`Attributes`), so a repeated attribute costs one
+dictionary lookup and a span's mapping is a merge of what its attributes give, by precedence.
+The result is plain data, grouped by resource: the fields the resource's spans share are kept once
+(`SpanGroup.shared`) and each span holds only its own, as keyword arguments of `CanonicalSpan`;
+publish.py encodes them.
 """
 
 from __future__ import annotations
@@ -189,14 +191,16 @@ def merge(attributes: Sequence[Attribute], numbered: bool = True) -> tuple[Found
     """Canonical fields found in a span's attributes, each from its highest-precedence source, and
     the attributes' JSON members. `numbered`: some attribute may be a numbered message part."""
     found: Found = {}
+    fragments: list[str] = []
     for attribute in attributes:
+        fragments.append(attribute[3])
         for contribution in attribute[2]:
             held = found.get(contribution[1])
             if held is None or contribution[0] <= held[0]:  # equal: the same name sent twice, the last wins
                 found[contribution[1]] = contribution
     if numbered:
         _merge_messages(attributes, found)
-    return found, [attribute[3] for attribute in attributes]
+    return found, fragments
 
 
 def _merge_messages(attributes: Sequence[Attribute], found: Found) -> None:
