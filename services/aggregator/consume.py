@@ -79,10 +79,10 @@ class SpanSink:
         await self.partitions.ensure(self.pool, store.days_of(rows))
 
         async def work(conn: store.Conn) -> tuple[int, int]:
-            generations, traces = await store.store_runs(conn, rows)
-            applied = await store.settle_scores(conn, await store.pending_of_traces(conn, traces))
+            generations, inserted = await store.store_runs(conn, rows)
+            applied = await store.settle_scores(conn, await store.pending_of_traces(conn, inserted))
             await store.add_to_rollups(conn, at_levels(minute_cells(generations, applied)))
-            return len(traces), len(applied)
+            return len(inserted), len(applied)
 
         stored, applied = await _with_retry(self.pool, work)
         SPANS_STORED.inc(stored)

@@ -125,8 +125,8 @@ def generations_of(rows: Iterable[Sequence[object]]) -> list[Generation]:
     ]
 
 
-async def store_runs(conn: Conn, rows: Sequence[RunRow]) -> tuple[list[Generation], set[tuple]]:
-    """Insert runs not stored before; return the new generations and the (project, trace) they touched.
+async def store_runs(conn: Conn, rows: Sequence[RunRow]) -> tuple[list[Generation], Sequence[Sequence[object]]]:
+    """Insert runs not stored before; return the new generations and the rows actually inserted.
 
     Almost every batch is new: it is COPYed straight into `runs` (its key refuses a span stored
     before), which costs Postgres a fraction of a staged INSERT … ON CONFLICT … RETURNING. Only when
@@ -141,8 +141,7 @@ async def store_runs(conn: Conn, rows: Sequence[RunRow]) -> tuple[list[Generatio
         await conn.execute(_STAGE_RUNS)
         await conn.copy_records_to_table("runs_stage", records=rows, columns=RUN_COLUMNS)
         inserted = [tuple(r) for r in await conn.fetch(_INSERT_RUNS)]
-    c = _COL
-    return generations_of(inserted), {(r[c["project_id"]], r[c["trace_id"]]) for r in inserted}
+    return generations_of(inserted), inserted
 
 
 _STAGE_SCORES = "CREATE TEMP TABLE IF NOT EXISTS scores_stage (LIKE scores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -177,18 +176,23 @@ async def store_scores(conn: Conn, rows: Sequence[ScoreRow]) -> list[PendingScor
     return _pending(await conn.fetch(_INSERT_SCORES))
 
 
-async def pending_of_traces(conn: Conn, traces: set[tuple]) -> list[PendingScore]:
-    """Lock the pending scores of these traces; those another transaction holds are its to settle."""
-    by_project: dict[uuid.UUID, list[bytes]] = defaultdict(list)
-    for project, trace in traces:
-        by_project[project].append(trace)
+async def pending_of_traces(conn: Conn, runs: Sequence[Sequence[object]]) -> list[PendingScore]:
+    """Lock the pending scores of the traces of these newly stored runs; those another transaction holds
+    are its to settle."""
+    pi, ti = _COL["project_id"], _COL["trace_id"]
+    if not runs:
+        return []
+    first = runs[0][pi]
+    # a batch is one project's export: skip hashing a UUID per row when every row holds the same one
+    projects = [first] if all(r[pi] is first for r in runs) else sorted({r[pi] for r in runs})  # type: ignore[type-var]
     out: list[PendingScore] = []
-    for project, trace_ids in sorted(by_project.items()):
+    for project in projects:
         # Most batches find nothing waiting: ask that first, cheaply, before matching thousands of traces.
         if not await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM scores WHERE project_id = $1 AND NOT applied)", project
         ):
             continue
+        trace_ids = list({r[ti] for r in runs if r[pi] == project})
         rows = await conn.fetch(
             f"SELECT {_PENDING_COLUMNS} FROM scores WHERE project_id = $1 AND NOT applied "
             "AND trace_id = ANY($2::bytea[]) ORDER BY score_id FOR UPDATE SKIP LOCKED",
