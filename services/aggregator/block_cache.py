@@ -25,9 +25,9 @@ from services.aggregator.sketches import Sketch
 Fingerprint = frozenset[tuple[int, int, RollupKey, int]]
 V = TypeVar("V")
 
-# A version's merged sketches hold a few thousand bins (tens of kB): this bounds the cache's memory.
-SETTLED_ENTRIES = 2_000
-ROW_ENTRIES = 20_000
+# A version's merged sketches hold a few thousand bins (up to ~60 kB): these bound the cache near 60 + 20 MB.
+SETTLED_ENTRIES = 1_000
+ROW_ENTRIES = 10_000
 
 
 class Lru(Generic[V]):
