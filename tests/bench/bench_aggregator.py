@@ -14,7 +14,6 @@ import contextlib
 import secrets
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -46,32 +45,11 @@ from services.aggregator.sketches import Sketch
 from services.common import db
 from services.common.auth import create_project
 from services.common.settings import Settings
+from tests.bench.measure import PeakRss
 from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams, make_load, publish_spans
 from tests.support.processes import ServiceProcess
 
 STREAM_BYTES = STREAM_MAX_BYTES
-
-
-class PeakRss:
-    """Samples a process's resident memory every 50 ms in a thread; `peak` in MB."""
-
-    def __init__(self, pid: int) -> None:
-        self.peak = 0.0
-        self._proc = psutil.Process(pid)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                self.peak = max(self.peak, self._proc.memory_info().rss / 1e6)
-            time.sleep(0.05)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 async def _count(pool: asyncpg.Pool, project: uuid.UUID) -> int:

@@ -15,46 +15,22 @@ import contextlib
 import secrets
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-import psutil
 
 from services.cli.demo import demo_generations, otlp_request
 from services.common import db
 from services.common.auth import create_project
 from services.common.settings import Settings
+from tests.bench.measure import PeakRss
 from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams
 from tests.support.processes import ServiceProcess
 
 PER_REQUEST = 500
-
-
-class PeakRss:
-    """Peak resident memory of a process and its children, sampled every 50 ms."""
-
-    def __init__(self, pid: int) -> None:
-        self.peak = 0.0
-        self._proc = psutil.Process(pid)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                procs = [self._proc, *self._proc.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs) / 1e6)
-            time.sleep(0.05)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
 
 
 async def _counted(http: httpx.AsyncClient, aggregator: str) -> int:

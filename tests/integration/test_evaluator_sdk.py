@@ -4,7 +4,6 @@ spans they target, through a real ingest and a real evaluator."""
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from services.common.bus import Bus, Topology
 from tests.conftest import Infra
 from tests.integration.test_evaluator import ScoreReader
 from tests.support.processes import ServiceProcess
+from tests.support.traceai import traceai_register
 
 SMALL_STREAMS = {"VANE_STREAM_MAX_BYTES": str(256 * 1024**2)}
 
@@ -38,8 +38,6 @@ async def test_eval_tags_from_vane_and_traceai_register_score_only_their_target_
     start_service: Callable[..., ServiceProcess],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from fi_instrumentation import register as traceai_register
-    from fi_instrumentation.fi_types import EvalSpanKind, EvalTag, EvalTagType, ModelChoices, ProjectType
 
     ingest = start_service("ingest", **SMALL_STREAMS)
     start_service("evaluator", **SMALL_STREAMS)
@@ -69,30 +67,7 @@ async def test_eval_tags_from_vane_and_traceai_register_score_only_their_target_
     emit(provider, "LLM", "Thanks for waiting.")
     provider.shutdown()
 
-    monkeypatch.setenv("FI_BASE_URL", ingest.url)
-    monkeypatch.setenv("FI_API_KEY", theirs.keys.public_key)
-    monkeypatch.setenv("FI_SECRET_KEY", theirs.keys.secret_key)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        tag = EvalTag(
-            type=EvalTagType.OBSERVATION_SPAN,
-            value=EvalSpanKind.LLM,
-            eval_name="is_json",
-            mapping={"output": "output.value"},
-            model=ModelChoices.TURING_FLASH,
-        )
-        fi_provider = await asyncio.to_thread(
-            traceai_register,
-            project_type=ProjectType.EXPERIMENT,
-            project_name="my-chatbot",
-            project_version_name="gpt-4o-concise-prompt",
-            eval_tags=[tag],
-            batch=False,
-            verbose=False,
-        )
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    fi_provider = await traceai_register(monkeypatch, ingest.url, theirs.keys.public_key, theirs.keys.secret_key)
     await asyncio.to_thread(emit, fi_provider, "LLM", '{"answer": 42}')
     await asyncio.to_thread(emit, fi_provider, "TOOL", '{"answer": 42}')
     await asyncio.to_thread(emit, fi_provider, "LLM", "not json")

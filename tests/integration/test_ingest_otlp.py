@@ -8,7 +8,6 @@ import asyncio
 import base64
 import gzip
 import json
-import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,6 +27,7 @@ from vane.v1.bus_pb2 import CanonicalSpan, Score, ScoreBatch, SpanBatch
 from services.common.bus import Topology
 from tests.conftest import Infra
 from tests.support.processes import ServiceProcess
+from tests.support.traceai import traceai_register
 
 GENERATION = {
     "gen_ai.operation.name": "chat",
@@ -255,34 +255,8 @@ async def test_a_projects_model_price_overrides_the_builtin_one(
 async def test_traceai_register_runs_unchanged_against_vane(
     ingest: ServiceProcess, infra: Infra, make_project: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fi_instrumentation import register
-    from fi_instrumentation.fi_types import EvalSpanKind, EvalTag, EvalTagType, ModelChoices, ProjectType
-
     project = await make_project()
-    monkeypatch.setenv("FI_BASE_URL", ingest.url)
-    monkeypatch.setenv("FI_API_KEY", project.keys.public_key)
-    monkeypatch.setenv("FI_SECRET_KEY", project.keys.secret_key)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        tag = EvalTag(
-            type=EvalTagType.OBSERVATION_SPAN,
-            value=EvalSpanKind.LLM,
-            eval_name="is_json",
-            mapping={"output": "output.value"},
-            model=ModelChoices.TURING_FLASH,
-        )
-        provider = await asyncio.to_thread(
-            register,
-            project_type=ProjectType.EXPERIMENT,
-            project_name="my-chatbot",
-            project_version_name="gpt-4o-concise-prompt",
-            eval_tags=[tag],
-            batch=False,
-            verbose=False,
-        )
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    provider = await traceai_register(monkeypatch, ingest.url, project.keys.public_key, project.keys.secret_key)
     attributes = {"gen_ai.span.kind": "LLM", "gen_ai.request.model": "gpt-4o-mini", "output.value": '{"a": 1}'}
     await asyncio.to_thread(lambda: provider.get_tracer("t").start_span("llm", attributes=attributes).end())
     [span] = await read_stream(infra, "spans", str(project.id), 1)
