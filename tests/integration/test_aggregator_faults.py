@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -20,12 +19,9 @@ from services.aggregator.rollup import LEVELS
 from services.common import db
 from services.common.auth import create_project
 from services.common.bus import Bus
-from services.common.settings import Settings
 from tests.support.aggregator_load import (
     STREAM_MAX_BYTES,
     Load,
-    bus_for,
-    drop_streams,
     eventually,
     make_load,
     publish_scores,
@@ -35,19 +31,6 @@ from tests.support.processes import free_port
 
 pytestmark = pytest.mark.slow
 PG_BIN = "/usr/lib/postgresql/15/bin"
-
-
-@pytest.fixture
-def namespace(infra: Any) -> str:
-    return f"{infra.namespace}f{secrets.token_hex(3)}"
-
-
-@pytest.fixture
-async def bus(infra: Any, namespace: str) -> AsyncIterator[Bus]:
-    b = await bus_for(Settings.from_env(), infra.nats_url, namespace)
-    yield b
-    await drop_streams(b)
-    await b.close()
 
 
 def _env(namespace: str, **extra: str) -> dict[str, str]:

@@ -3,9 +3,8 @@ computation, scores join their runs whenever they arrive, and one project never 
 
 from __future__ import annotations
 
-import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,11 +12,8 @@ import numpy as np
 import pytest
 
 from services.common.bus import Bus
-from services.common.settings import Settings
 from tests.support.aggregator_load import (
     STREAM_MAX_BYTES,
-    bus_for,
-    drop_streams,
     eventually,
     latency_of,
     make_load,
@@ -26,19 +22,6 @@ from tests.support.aggregator_load import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def namespace(infra: Any) -> str:
-    return f"{infra.namespace}m{secrets.token_hex(3)}"
-
-
-@pytest.fixture
-async def bus(infra: Any, namespace: str) -> AsyncIterator[Bus]:
-    b = await bus_for(Settings.from_env(), infra.nats_url, namespace)
-    yield b
-    await drop_streams(b)
-    await b.close()
 
 
 def _env(namespace: str) -> dict[str, str]:
