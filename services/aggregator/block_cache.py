@@ -1,14 +1,14 @@
-"""What a metrics query has already merged, remembered by the revisions of the rollup rows it came from.
+"""What metrics queries have already read, remembered by the revisions of the rollup rows it came from.
 
-A query over 30 days reads about a dozen rollup rows per version, most of them blocks that ended long
-ago and no longer change; merging their sketches (thousands of bins each) is the query's whole cost.
-So each version's merge is kept, keyed by the set of (block, row revision) it was made of, where the
-revision is the row's Postgres `xmin` (a new one for every committed update). A key that matches
-means the very same rows: the answer is exact, never stale. Two levels:
+The revision of a row is its Postgres `xmin` (a new one for every committed update), so a key that
+matches means the very same row contents: answers are exact, never stale. Two levels:
 
-- a finished ROW, reused while none of the version's rows changed (a quiet version);
-- the merged sketches of the version's settled blocks (ended a few minutes ago), reused while only
-  its recent blocks change (a version taking live traffic merges one or two small rows per query).
+- a finished ROW per version, keyed by the set of (block, row revision) it was made of, reused while
+  none of the version's rows changed and the range covers the same blocks (a quiet version);
+- every rollup row's decoded sketches, keyed by the row's identity and revision. A query over 30 days
+  reads ~16 rows per version, and a range whose edges moved (a rolling window, another user's
+  dashboard) still covers mostly the same wide blocks: only its new edge rows are fetched and
+  decoded, the rest come from here. Fetching and decoding every row is most of an uncached query.
 """
 
 from __future__ import annotations
@@ -19,15 +19,18 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from services.aggregator.rollup import RollupKey
-from services.aggregator.sketches import Sketch
+from services.aggregator.version_merge import DecodedRow
 
 # (width in minutes, bucket, key, revision) of every row that went into a merge
 Fingerprint = frozenset[tuple[int, int, RollupKey, int]]
 V = TypeVar("V")
 
-# A version's merged sketches hold a few thousand bins (up to ~60 kB): these bound the cache near 60 + 20 MB.
-SETTLED_ENTRIES = 1_000
+# A ROW is ~2 kB: ~20 MB. Decoded rows are ~2.6 kB each on average (a month's block up to ~20 kB):
+# 64 MB hold the rows of ~25 different 30-day queries of 100 versions.
 ROW_ENTRIES = 10_000
+DECODED_BYTES = 64 * 1024**2
+# (project, width in minutes, bucket, key): a rollup row's identity
+RowIdentity = tuple[Hashable, int, int, RollupKey]
 
 
 class Lru(Generic[V]):
@@ -52,23 +55,43 @@ class Lru(Generic[V]):
             self._items.popitem(last=False)
 
 
-@dataclass(frozen=True)
-class MergedSketches:
-    sketches: dict[str, Sketch]
-    score_errors: dict[str, int]
+class DecodedRows:
+    """Decoded rollup rows by identity, each valid for one revision; the least recently used go first
+    once their bytes pass the budget."""
 
-    def compact(self) -> MergedSketches:
-        """A copy holding only its own bins (a merge's rows are views into one wide matrix)."""
-        return MergedSketches({n: s.compact() for n, s in self.sketches.items()}, dict(self.score_errors))
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[RowIdentity, tuple[int, DecodedRow]] = OrderedDict()
+
+    def get(self, identity: RowIdentity, revision: int) -> DecodedRow | None:
+        item = self._items.get(identity)
+        if item is None or item[0] != revision:
+            return None
+        self._items.move_to_end(identity)
+        return item[1]
+
+    def put(self, identity: RowIdentity, revision: int, row: DecodedRow) -> None:
+        old = self._items.pop(identity, None)
+        if old is not None:
+            self.nbytes -= old[1].nbytes
+        self._items[identity] = (revision, row)
+        self.nbytes += row.nbytes
+        while self.nbytes > self.budget_bytes and self._items:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self.nbytes -= dropped.nbytes
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass
 class BlockCache:
-    """Per-process memory of merged versions: ROWs by all their rows, sketches by their settled rows."""
+    """Per-process memory of metrics queries: ROWs by all their rows, decoded rows by revision."""
 
     rows: Lru[dict[str, Any]]
-    settled: Lru[MergedSketches]
+    decoded: DecodedRows
 
     @classmethod
     def create(cls) -> BlockCache:
-        return cls(Lru(ROW_ENTRIES), Lru(SETTLED_ENTRIES))
+        return cls(Lru(ROW_ENTRIES), DecodedRows(DECODED_BYTES))

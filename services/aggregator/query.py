@@ -2,12 +2,14 @@
 
 A range [from, to) is honoured to the minute (from rounded down, to rounded up) and covered by a
 few aligned blocks per version (`rollup.cover`); their rows are merged into one cell per version
-and turned into CONTRACT's ROW.
+and turned into CONTRACT's ROW. A query reads every covered row's counters and revision, takes the
+versions whose rows all match a cached ROW from the cache, and fetches the sketches of only the rows
+it has not decoded at their current revision; all other versions are merged together in one pass
+(`version_merge`).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
@@ -16,13 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import msgspec
 
 from services.aggregator import rollup
-from services.aggregator.block_cache import BlockCache, Fingerprint, MergedSketches
+from services.aggregator.block_cache import BlockCache, RowIdentity
 from services.aggregator.rollup import NS_PER_MINUTE, Cell, RollupKey
-from services.aggregator.sketches import Sketch, merge, merge_encoded_groups
 from services.aggregator.store import Conn
+from services.aggregator.version_merge import EMPTY_ROW, DecodedRow, Summary, decode_row, merge_groups
 
 # The rows' counters and revisions only: sketches are fetched for the rows the cache cannot answer.
 _META_QUERY = """
@@ -39,8 +40,6 @@ JOIN unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text
    = (u.w, u.k, u.a, u.n, u.v, u.m)
 WHERE r.project_id = $1
 """
-# A block that ended this long ago is settled: only late spans and scores still change it.
-SETTLED_MINUTES = 5
 CACHE = BlockCache.create()
 
 RowId = tuple[int, int, RollupKey]
@@ -68,17 +67,21 @@ def iso(ns: int | None) -> str | None:
 
 
 async def _blocks(conn: Conn, project: uuid.UUID, filters: Filters) -> list[tuple[int, int]]:
-    """The aligned blocks covering the filters' range (the project's whole history by default)."""
-    widest = rollup.LEVELS[-1]
-    span = await conn.fetchrow(
-        "SELECT min(bucket) AS first, max(bucket) AS last FROM rollups WHERE project_id = $1 AND width_minutes = $2",
-        project,
-        widest,
-    )
-    if span is None or span["first"] is None:
-        return []
-    start = _ns(filters.start) // NS_PER_MINUTE if filters.start else span["first"]
-    end = -(-_ns(filters.end) // NS_PER_MINUTE) if filters.end else span["last"] + widest
+    """The aligned blocks covering the filters' range (the project's whole history where a bound is open)."""
+    start = _ns(filters.start) // NS_PER_MINUTE if filters.start else None
+    end = -(-_ns(filters.end) // NS_PER_MINUTE) if filters.end else None
+    if start is None or end is None:  # only an open bound needs the history's extent
+        widest = rollup.LEVELS[-1]
+        span = await conn.fetchrow(
+            "SELECT min(bucket) AS first, max(bucket) AS last FROM rollups "
+            "WHERE project_id = $1 AND width_minutes = $2",
+            project,
+            widest,
+        )
+        if span is None or span["first"] is None:
+            return []
+        start = span["first"] if start is None else start
+        end = span["last"] + widest if end is None else end
     return rollup.cover(start, end) if start < end else []
 
 
@@ -105,82 +108,49 @@ def counters(rows: Sequence[asyncpg.Record]) -> Cell:
     return cell
 
 
-def merge_blobs(groups: Sequence[Sequence[bytes]]) -> list[MergedSketches]:
-    """One merge per group of rollups.sketches blobs, every group's bins merged in one pass."""
-    merged: list[MergedSketches] = []
-    slots: list[list[list[object]]] = []
-    names: list[tuple[int, str]] = []
-    for blobs in groups:
-        errors: dict[str, int] = {}
-        parts: dict[str, list[list[object]]] = defaultdict(list)
-        for blob in blobs:
-            if blob:
-                raw = msgspec.msgpack.decode(blob)
-                for name, encoded in raw["s"].items():
-                    parts[name].append(encoded)
-                for name, count in raw["e"].items():
-                    errors[name] = errors.get(name, 0) + count
-        for name, raws in parts.items():
-            names.append((len(merged), name))
-            slots.append(raws)
-        merged.append(MergedSketches({}, errors))
-    for (index, name), sketch in zip(names, merge_encoded_groups(slots), strict=True):
-        merged[index].sketches[name] = sketch
-    return merged
+def _median(summary: Summary | None) -> float | None:
+    return summary.quantiles[0.5] if summary else None
 
 
-def _joined(parts: Sequence[MergedSketches]) -> MergedSketches:
-    sketches: dict[str, list[Sketch]] = defaultdict(list)
-    errors: dict[str, int] = {}
-    for part in parts:
-        for name, sketch in part.sketches.items():
-            sketches[name].append(sketch)
-        for name, count in part.score_errors.items():
-            errors[name] = errors.get(name, 0) + count
-    return MergedSketches({n: merge(s) for n, s in sketches.items()}, errors)
-
-
-def _score_stats(sketch: Sketch | None, errors: int) -> dict[str, Any]:
-    sketch = sketch or Sketch()
-    median, p05, p95 = sketch.quantiles([0.5, 0.05, 0.95])
+def _score_stats(summary: Summary | None, errors: int) -> dict[str, Any]:
+    if summary is None:
+        return {"count": 0, **dict.fromkeys(("median", "mean", "min", "max", "p05", "p95")), "error_count": errors}
     return {
-        "count": sketch.count,
-        "median": median,
-        "mean": sketch.mean,
-        "min": sketch.low if sketch.count else None,
-        "max": sketch.high if sketch.count else None,
-        "p05": p05,
-        "p95": p95,
+        "count": summary.count,
+        "median": summary.quantiles[0.5],
+        "mean": summary.mean,
+        "min": summary.low,
+        "max": summary.high,
+        "p05": summary.quantiles[0.05],
+        "p95": summary.quantiles[0.95],
         "error_count": errors,
     }
 
 
-def metrics_row(version: int | str, labels: list[str], cell: Cell) -> dict[str, Any]:
-    """CONTRACT's ROW for one version's merged cell."""
-    empty = Sketch()
-    latency = cell.sketches.get(rollup.LATENCY, empty).quantiles([0.5, 0.95, 0.99])
+def metrics_row(
+    version: int | str, labels: list[str], cell: Cell, summaries: dict[str, Summary], score_errors: dict[str, int]
+) -> dict[str, Any]:
+    """CONTRACT's ROW for one version: `cell`'s exact counters, and its merged metrics' summaries."""
+    latency = summaries.get(rollup.LATENCY)
     names = sorted(
-        {n[len(rollup.SCORE_PREFIX) :] for n in cell.sketches if n.startswith(rollup.SCORE_PREFIX)}
-        | set(cell.score_errors)
+        {n[len(rollup.SCORE_PREFIX) :] for n in summaries if n.startswith(rollup.SCORE_PREFIX)} | set(score_errors)
     )
     return {
         "version": version,
         "labels": labels,
         "generation_count": cell.generations,
-        "median_latency_ms": latency[0],
-        "p95_latency_ms": latency[1],
-        "p99_latency_ms": latency[2],
-        "median_ttft_ms": cell.sketches.get(rollup.TTFT, empty).quantile(0.5),
-        "median_input_tokens": cell.sketches.get(rollup.INPUT_TOKENS, empty).quantile(0.5),
-        "median_output_tokens": cell.sketches.get(rollup.OUTPUT_TOKENS, empty).quantile(0.5),
+        "median_latency_ms": _median(latency),
+        "p95_latency_ms": latency.quantiles[0.95] if latency else None,
+        "p99_latency_ms": latency.quantiles[0.99] if latency else None,
+        "median_ttft_ms": _median(summaries.get(rollup.TTFT)),
+        "median_input_tokens": _median(summaries.get(rollup.INPUT_TOKENS)),
+        "median_output_tokens": _median(summaries.get(rollup.OUTPUT_TOKENS)),
         "total_input_tokens": cell.input_tokens,
         "total_output_tokens": cell.output_tokens,
-        "median_cost": cell.sketches.get(rollup.COST, empty).quantile(0.5),
+        "median_cost": _median(summaries.get(rollup.COST)),
         "total_cost": cell.cost,
-        "median_score": cell.sketches.get(rollup.ALL_SCORES, empty).quantile(0.5),
-        "scores": {
-            n: _score_stats(cell.sketches.get(rollup.score_metric(n)), cell.score_errors.get(n, 0)) for n in names
-        },
+        "median_score": _median(summaries.get(rollup.ALL_SCORES)),
+        "scores": {n: _score_stats(summaries.get(rollup.score_metric(n)), score_errors.get(n, 0)) for n in names},
         "first_generation_at": iso(cell.first_ns),
         "last_generation_at": iso(cell.last_ns),
     }
@@ -188,20 +158,14 @@ def metrics_row(version: int | str, labels: list[str], cell: Cell) -> dict[str, 
 
 @dataclass
 class _Version:
-    """One version's rows of a query, split by whether their block has settled."""
+    """One version's rows of a query, and what identifies their contents (block and revision of each)."""
 
     rows: list[asyncpg.Record]
-    settled: Fingerprint
-    recent: Fingerprint
+    ids: list[RowId]
+    revisions: list[int]
 
-
-def _split(marked: list[tuple[asyncpg.Record, tuple[int, int, RollupKey, int]]], now_minute: int) -> _Version:
-    settled: list[tuple[int, int, RollupKey, int]] = []
-    recent: list[tuple[int, int, RollupKey, int]] = []
-    for _, mark in marked:
-        ended = mark[0] + mark[1] <= now_minute - SETTLED_MINUTES
-        (settled if ended else recent).append(mark)
-    return _Version([r for r, _ in marked], frozenset(settled), frozenset(recent))
+    def fingerprint(self) -> frozenset[tuple[int, int, RollupKey, int]]:
+        return frozenset((w, b, k, rev) for (w, b, k), rev in zip(self.ids, self.revisions, strict=True))
 
 
 async def _sketches_of(conn: Conn, project: uuid.UUID, ids: list[RowId]) -> dict[RowId, bytes]:
@@ -220,6 +184,58 @@ async def _sketches_of(conn: Conn, project: uuid.UUID, ids: list[RowId]) -> dict
     return {_row_id(r): r["sketches"] for r in rows}
 
 
+async def _read(
+    conn: Conn,
+    project: uuid.UUID,
+    blocks: list[tuple[int, int]],
+    prompt_name: str | None,
+    filters: Filters,
+    by: str,
+    keep: Callable[[RollupKey], bool],
+    cached: Callable[[Hashable, _Version], bool],
+) -> tuple[dict[Hashable, _Version], dict[RowId, bytes]]:
+    """Every kept version's rows, and the sketches of the rows of uncached versions not decoded at their revision."""
+    # one snapshot: the revisions read are those of the sketches read
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(
+            _META_QUERY, project, [b[0] for b in blocks], [b[1] for b in blocks], prompt_name, filters.model
+        )
+        versions: dict[Hashable, _Version] = {}
+        for r in rows:
+            width, bucket, app, prompt, version, model, revision = r[:7]
+            key = RollupKey(app, prompt, version, model)
+            if keep(key):
+                g = getattr(key, by)
+                v = versions.get(g)
+                if v is None:
+                    v = versions[g] = _Version([], [], [])
+                v.rows.append(r)
+                v.ids.append((width, bucket, key))
+                v.revisions.append(revision)
+        wanted = [
+            row_id
+            for g, v in versions.items()
+            if not cached(g, v)
+            for row_id, revision in zip(v.ids, v.revisions, strict=True)
+            if CACHE.decoded.get((project, *row_id), revision) is None
+        ]
+        return versions, await _sketches_of(conn, project, wanted)
+
+
+def _decoded(project: uuid.UUID, v: _Version, blobs: dict[RowId, bytes]) -> list[DecodedRow]:
+    """The version's rows decoded: from the cache at their revision, or from the blobs just fetched."""
+    out = []
+    for row_id, revision in zip(v.ids, v.revisions, strict=True):
+        identity: RowIdentity = (project, *row_id)
+        row = CACHE.decoded.get(identity, revision)
+        if row is None:
+            blob = blobs.get(row_id)
+            row = decode_row(blob) if blob is not None else EMPTY_ROW
+            CACHE.decoded.put(identity, revision, row)
+        out.append(row)
+    return out
+
+
 async def _grouped(
     conn: Conn,
     project: uuid.UUID,
@@ -232,51 +248,22 @@ async def _grouped(
     blocks = await _blocks(conn, project, filters)
     if not blocks:
         return {}
-    # one snapshot: the revisions read are those of the sketches read
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        rows = await conn.fetch(
-            _META_QUERY, project, [b[0] for b in blocks], [b[1] for b in blocks], prompt_name, filters.model
-        )
-        # (width, bucket, key, revision) of each row, built once: a 30-day query reads ~1,500 rows
-        grouped: dict[Hashable, list[tuple[asyncpg.Record, tuple[int, int, RollupKey, int]]]] = defaultdict(list)
-        for r in rows:
-            width, bucket, app, prompt, version, model, revision = r[:7]
-            key = RollupKey(app, prompt, version, model)
-            if keep(key):
-                grouped[getattr(key, by)].append((r, (width, bucket, key, revision)))
-        now_minute = time.time_ns() // NS_PER_MINUTE
-        versions = {g: _split(rs, now_minute) for g, rs in grouped.items()}
-        scope = (project, by, prompt_name, filters.model, filters.label)
-        out: dict[Hashable, dict[str, Any]] = {}
-        missing: list[Hashable] = []
-        for g, v in versions.items():
-            hit = CACHE.rows.get((scope, g), v.settled | v.recent)
-            if hit is not None:
-                out[g] = hit
-            else:
-                missing.append(g)
-        wanted = {
-            (w, b, k)
-            for g in missing
-            for (w, b, k, _) in (
-                versions[g].recent
-                if CACHE.settled.get((scope, g), versions[g].settled)
-                else versions[g].settled | versions[g].recent
-            )
-        }
-        blobs = await _sketches_of(conn, project, sorted(wanted))
-    for g in missing:
+    scope = (project, by, prompt_name, filters.model, filters.label)
+    out: dict[Hashable, dict[str, Any]] = {}
+
+    def cached(g: Hashable, v: _Version) -> bool:
+        hit = CACHE.rows.get((scope, g), v.fingerprint())
+        if hit is not None:
+            out[g] = hit
+        return hit is not None
+
+    versions, blobs = await _read(conn, project, blocks, prompt_name, filters, by, keep, cached)
+    missing = [g for g in versions if g not in out]
+    merged = merge_groups([_decoded(project, versions[g], blobs) for g in missing])
+    for g, summaries, errors in zip(missing, merged.summaries, merged.score_errors, strict=True):
         v = versions[g]
-        settled = CACHE.settled.get((scope, g), v.settled)
-        if settled is None:
-            settled = merge_blobs([[blobs.get((w, b, k), b"") for (w, b, k, _) in v.settled]])[0].compact()
-            CACHE.settled.put((scope, g), v.settled, settled)
-        recent = merge_blobs([[blobs.get((w, b, k), b"") for (w, b, k, _) in v.recent]])[0]
-        cell = counters(v.rows)
-        both = _joined([settled, recent])
-        cell.sketches, cell.score_errors = both.sketches, both.score_errors
-        row = metrics_row("", [], cell)
-        CACHE.rows.put((scope, g), v.settled | v.recent, row)
+        row = metrics_row("", [], counters(v.rows), summaries, errors)
+        CACHE.rows.put((scope, g), v.fingerprint(), row)
         out[g] = row
     return {g: row for g, row in out.items() if row["generation_count"]}
 

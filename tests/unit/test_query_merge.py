@@ -1,0 +1,86 @@
+"""Merging many versions' rows at once answers what merging each version's sketches one by one answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.aggregator import version_merge
+from services.aggregator.block_cache import DecodedRows
+from services.aggregator.rollup import Cell, RollupKey, to_blob
+from services.aggregator.sketches import Sketch, merge
+from services.aggregator.version_merge import QUANTILES, decode_row, merge_groups
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+# a row: a few metrics, each a list of values (an empty list: the metric is absent from that row)
+row_values = st.dictionaries(
+    st.sampled_from(["latency_ms", "cost", "score:helpfulness"]), st.lists(finite, max_size=30)
+)
+
+
+def _blob(metrics: dict[str, list[float]], errors: dict[str, int] | None = None) -> bytes:
+    return to_blob(Cell(sketches={n: Sketch.of(v) for n, v in metrics.items()}, score_errors=errors or {}))
+
+
+def _expected(rows: list[dict[str, list[float]]]) -> dict[str, Sketch]:
+    names = {n for r in rows for n in r}
+    merged = {n: merge([Sketch.of(r[n]) for r in rows if n in r]) for n in names}
+    return {n: s for n, s in merged.items() if s.count}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(row_values, max_size=6), min_size=1, max_size=5))
+def test_every_groups_summary_is_the_merge_of_its_rows_sketches(groups: list[list[dict[str, list[float]]]]) -> None:
+    merged = merge_groups([[decode_row(_blob(r)) for r in rows] for rows in groups])
+    for rows, summaries in zip(groups, merged.summaries, strict=True):
+        expected = _expected(rows)
+        assert set(summaries) == set(expected)
+        for name, sketch in expected.items():
+            got = summaries[name]
+            assert (got.count, got.low, got.high) == (sketch.count, sketch.low, sketch.high)
+            assert math.isclose(got.total, sketch.total, rel_tol=1e-9, abs_tol=1e-6)
+            assert [got.quantiles[q] for q in QUANTILES] == sketch.quantiles(QUANTILES)
+
+
+def test_score_errors_add_up_per_group_and_empty_rows_count_nothing() -> None:
+    a = decode_row(_blob({"score:helpfulness": [1.0]}, {"helpfulness": 2}))
+    b = decode_row(_blob({}, {"helpfulness": 1, "toxicity": 1}))
+    merged = merge_groups([[a, b, decode_row(b"")], []])
+    assert merged.score_errors == [{"helpfulness": 3, "toxicity": 1}, {}]
+    assert merged.summaries[1] == {}
+
+
+def test_keys_spread_too_far_for_one_matrix_are_merged_one_version_at_a_time(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(version_merge, "_MAX_CELLS", 10)
+    rows = [[{"latency_ms": [1e-3, 5.0, 1e5]}, {"latency_ms": [7.0]}], [{"latency_ms": [-2.0, 3.0]}]]
+    merged = merge_groups([[decode_row(_blob(r)) for r in g] for g in rows])
+    for group, summaries in zip(rows, merged.summaries, strict=True):
+        expected = _expected(group)["latency_ms"]
+        assert [summaries["latency_ms"].quantiles[q] for q in QUANTILES] == expected.quantiles(QUANTILES)
+
+
+def test_lognormal_latency_quantiles_of_a_month_of_rows_are_within_one_percent_of_numpy() -> None:
+    rng = np.random.default_rng(7)
+    days = [rng.lognormal(6.5, 0.8, 2_000) for _ in range(30)]
+    merged = merge_groups([[decode_row(_blob({"latency_ms": list(d)})) for d in days]])
+    values = np.concatenate(days)
+    for q in (0.5, 0.95, 0.99):
+        exact = float(np.percentile(values, q * 100))
+        assert abs(merged.summaries[0]["latency_ms"].quantiles[q] - exact) <= 0.01 * exact
+
+
+def test_a_decoded_row_is_found_only_at_its_revision_and_old_rows_leave_past_the_byte_budget() -> None:
+    key = RollupKey("v1", "support-reply", 2, "gpt-4o")
+    row = decode_row(_blob({"latency_ms": [1.0, 2.0]}))
+    cache = DecodedRows(budget_bytes=row.nbytes * 2)
+    cache.put(("p", 60, 0, key), 10, row)
+    assert cache.get(("p", 60, 0, key), 10) is row
+    assert cache.get(("p", 60, 0, key), 11) is None  # the row was updated since
+    cache.put(("p", 60, 60, key), 12, row)
+    cache.get(("p", 60, 0, key), 10)
+    cache.put(("p", 60, 120, key), 13, row)
+    assert len(cache) == 2 and cache.nbytes == row.nbytes * 2
+    assert cache.get(("p", 60, 60, key), 12) is None and cache.get(("p", 60, 0, key), 10) is row
