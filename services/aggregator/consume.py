@@ -17,8 +17,8 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.aggregator import store
-from services.aggregator.decode import RunRow, ScoreRow, Undecodable, decode_scores, decode_spans
-from services.aggregator.rollup import AppliedScore, Generation, at_levels, minute_cells
+from services.aggregator.decode import DecodedSpans, ScoreRow, Undecodable, decode_scores, decode_spans
+from services.aggregator.rollup import AppliedScore, Generation, at_levels, batch_minute_cells, minute_cells
 from services.common.bus import Bus
 from services.common.logs import get_logger
 
@@ -62,27 +62,28 @@ class SpanSink:
         self.partitions = partitions
 
     async def handle(self, msgs: Sequence[Msg]) -> None:
-        rows: list[RunRow] = []
+        decoded: list[DecodedSpans] = []
         for msg in msgs:
             try:
-                decoded = decode_spans(msg.data)
+                spans = decode_spans(msg.data)
             except Undecodable as exc:
                 await self.bus.dead_letter(self.bus.topology.spans_stream, msg, str(exc))
                 continue
-            if decoded.skipped:
-                SPANS_SKIPPED.inc(len(decoded.skipped))
-                log.warning("spans_skipped", count=len(decoded.skipped), first=decoded.skipped[0])
-            rows.extend(decoded.rows)
-        if not rows:
+            if spans.skipped:
+                SPANS_SKIPPED.inc(len(spans.skipped))
+                log.warning("spans_skipped", count=len(spans.skipped), first=spans.skipped[0])
+            decoded.append(spans)
+        batch = store.RunBatch(decoded)
+        if not batch.count:
             return
         started = time.perf_counter()
-        await self.partitions.ensure(self.pool, store.days_of(rows))
+        await self.partitions.ensure(self.pool, batch.days)
 
         async def work(conn: store.Conn) -> tuple[int, int]:
-            generations, inserted = await store.store_runs(conn, rows)
-            applied = await store.settle_scores(conn, await store.pending_of_traces(conn, inserted))
-            await store.add_to_rollups(conn, at_levels(minute_cells(generations, applied)))
-            return len(inserted), len(applied)
+            stored = await store.store_runs(conn, batch)
+            applied = await store.settle_scores(conn, await store.pending_of_traces(conn, stored))
+            await store.add_to_rollups(conn, at_levels(batch_minute_cells(stored.generations, stored.keys, applied)))
+            return stored.count, len(applied)
 
         stored, applied = await _with_retry(self.pool, work)
         SPANS_STORED.inc(stored)

@@ -11,15 +11,29 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
+import numpy as np
 from asyncpg.pool import PoolConnectionProxy
 
-from services.aggregator.decode import RUN_COLUMNS, SCORE_COLUMNS, RunRow, ScoreRow
-from services.aggregator.rollup import AppliedScore, Cell, CellId, Generation, RollupKey, sketches_from_blob, to_blob
+from services.aggregator.decode import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    GENERATION_DTYPE,
+    HAS_COST,
+    HAS_INPUT,
+    HAS_OUTPUT,
+    HAS_TTFT,
+    IS_ERROR,
+    RUN_COLUMNS,
+    SCORE_COLUMNS,
+    DecodedSpans,
+    ScoreRow,
+)
+from services.aggregator.rollup import AppliedScore, Cell, CellId, RollupKey, sketches_from_blob, to_blob
 from services.aggregator.scores import TraceSpan, settle
 from services.common.logs import get_logger
 
@@ -77,71 +91,136 @@ class Partitions:
             self._known.add(day)
             log.info("partition_ready", partition=_partition_name(day))
 
+    def forget(self, days: Iterable[date]) -> None:
+        """Days whose partitions were dropped (retention): made again should a late run name one."""
+        self._known.difference_update(days)
+
     async def ahead(self, pool: asyncpg.Pool, days: int = 3) -> None:
         today = datetime.now(UTC).date()
         await self.ensure(pool, (today + timedelta(days=d) for d in range(-1, days)))
 
 
-def days_of(rows: Sequence[RunRow]) -> set[date]:
-    return {row[1].date() for row in rows}  # type: ignore[attr-defined]
+def _day(days_since_epoch: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=days_since_epoch)
+
+
+CellKey = tuple[uuid.UUID, RollupKey]
+
+
+@dataclass(frozen=True)
+class StoredRuns:
+    """Runs stored by one transaction: their generations as records, and the traces they belong to."""
+
+    count: int
+    projects: set[uuid.UUID]
+    generations: np.ndarray  # GENERATION_DTYPE; `key` indexes `keys`
+    keys: list[CellKey]
+    traces: Callable[[], dict[uuid.UUID, set[bytes]]]  # by project: asked only when scores wait
+
+
+class RunBatch:
+    """The span batches of one fetch, merged: one COPY payload and one array of generation records."""
+
+    def __init__(self, decoded: Sequence[DecodedSpans]) -> None:
+        self.parts = [d for d in decoded if d.count]
+        self.count = sum(d.count for d in self.parts)
+        # a memoryview: asyncpg takes a buffer as the COPY's data (bytes it would take for a file name)
+        self.copy = memoryview(b"".join([COPY_HEADER, *(d.rows for d in self.parts), COPY_TRAILER]))
+        self.days = {_day(day) for d in self.parts for day in d.days}
+        index: dict[CellKey, int] = {}
+        records = []
+        for d in self.parts:
+            # each message numbers its own keys: renumber them into the batch's
+            local = np.array(
+                [index.setdefault((p, RollupKey(a, n, v, m)), len(index)) for p, a, n, v, m in d.keys] or [0],
+                dtype=np.int32,
+            )
+            part = np.frombuffer(d.generations, dtype=GENERATION_DTYPE).copy()
+            part["key"] = local[part["key"]]
+            records.append(part)
+        self.generations = np.concatenate(records) if records else np.zeros(0, dtype=GENERATION_DTYPE)
+        self.keys = list(index)
+
+    def traces(self) -> dict[uuid.UUID, set[bytes]]:
+        out: dict[uuid.UUID, set[bytes]] = defaultdict(set)
+        for d in self.parts:
+            owners = np.frombuffer(d.row_projects, dtype="<i4")
+            for i, owner in enumerate(owners.tolist()):
+                out[d.projects[owner]].add(d.traces[16 * i : 16 * i + 16])
+        return out
+
+    def stored(self) -> StoredRuns:
+        projects = {p for d in self.parts for p in d.projects}
+        return StoredRuns(self.count, projects, self.generations, self.keys, self.traces)
 
 
 _STAGE_RUNS = "CREATE TEMP TABLE IF NOT EXISTS runs_stage (LIKE runs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+_RETURNED = (
+    "project_id",
+    "trace_id",
+    "is_generation",
+    "start_ns",
+    "app_version",
+    "prompt_name",
+    "prompt_version",
+    "model",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "status",
+)
 _INSERT_RUNS = f"""
 INSERT INTO runs ({", ".join(RUN_COLUMNS)}) SELECT {", ".join(RUN_COLUMNS)} FROM runs_stage
 ON CONFLICT DO NOTHING
-RETURNING {", ".join(RUN_COLUMNS)}
+RETURNING {", ".join(_RETURNED)}
 """
-_COL = {name: i for i, name in enumerate(RUN_COLUMNS)}
 
 
-_GENERATION = tuple(
-    _COL[n]
-    for n in (
-        "project_id",
-        "start_ns",
-        "app_version",
-        "prompt_name",
-        "prompt_version",
-        "model",
-        "latency_ms",
-        "ttft_ms",
-        "input_tokens",
-        "output_tokens",
-        "cost",
-        "status",
-    )
-)
+def _stored_of_records(records: Sequence[asyncpg.Record]) -> StoredRuns:
+    """What rollups and scores need of the rows an INSERT … ON CONFLICT returned (the rare path)."""
+    index: dict[CellKey, int] = {}
+    generations = [r for r in records if r["is_generation"]]
+    out = np.zeros(len(generations), dtype=GENERATION_DTYPE)
+    for i, r in enumerate(generations):
+        key = (r["project_id"], RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]))
+        flags = IS_ERROR if r["status"] == 2 else 0
+        for name, flag in (("ttft_ms", HAS_TTFT), ("input_tokens", HAS_INPUT), ("output_tokens", HAS_OUTPUT)):
+            flags |= flag if r[name] is not None else 0
+        flags |= HAS_COST if r["cost"] is not None else 0
+        out[i] = (
+            index.setdefault(key, len(index)),
+            flags,
+            r["start_ns"],
+            r["latency_ms"],
+            r["ttft_ms"] or 0.0,
+            r["input_tokens"] or 0,
+            r["output_tokens"] or 0,
+            r["cost"] or 0.0,
+        )
+    traces: dict[uuid.UUID, set[bytes]] = defaultdict(set)
+    for r in records:
+        traces[r["project_id"]].add(r["trace_id"])
+    return StoredRuns(len(records), set(traces), out, list(index), lambda: traces)
 
 
-def generations_of(rows: Iterable[Sequence[object]]) -> list[Generation]:
-    """What rollups need of the generations among stored rows (decoded tuples or returned records)."""
-    p, s, a, n, v, m, lat, tt, i, o, c, st = _GENERATION
-    g = _COL["is_generation"]
-    return [
-        Generation(r[p], r[s], RollupKey(r[a], r[n], r[v], r[m]), r[lat], r[tt], r[i], r[o], r[c], r[st] == 2)  # type: ignore[arg-type]
-        for r in rows
-        if r[g]
-    ]
+async def store_runs(conn: Conn, batch: RunBatch) -> StoredRuns:
+    """Insert runs not stored before; return what was actually inserted.
 
-
-async def store_runs(conn: Conn, rows: Sequence[RunRow]) -> tuple[list[Generation], Sequence[Sequence[object]]]:
-    """Insert runs not stored before; return the new generations and the rows actually inserted.
-
-    Almost every batch is new: it is COPYed straight into `runs` (its key refuses a span stored
-    before), which costs Postgres a fraction of a staged INSERT … ON CONFLICT … RETURNING. Only when
-    that refuses a duplicate (a redelivered batch, a client's retry) is the batch staged and
-    inserted ON CONFLICT DO NOTHING, keeping exactly the rows that were new.
+    Almost every batch is new: it is COPYed (binary) straight into `runs` (its key refuses a span
+    stored before), which costs Postgres a fraction of a staged INSERT … ON CONFLICT … RETURNING.
+    Only when that refuses a duplicate (a redelivered batch, a client's retry) is the batch staged
+    and inserted ON CONFLICT DO NOTHING, keeping exactly the rows that were new.
     """
     try:
         async with conn.transaction():  # a savepoint: a refused COPY leaves the batch's transaction usable
-            await conn.copy_records_to_table("runs", records=rows, columns=RUN_COLUMNS)
-        inserted: Sequence[Sequence[object]] = rows
+            await conn.copy_to_table("runs", source=batch.copy, columns=RUN_COLUMNS, format="binary")  # type: ignore[arg-type]
+        return batch.stored()
     except asyncpg.UniqueViolationError:
         await conn.execute(_STAGE_RUNS)
-        await conn.copy_records_to_table("runs_stage", records=rows, columns=RUN_COLUMNS)
-        inserted = [tuple(r) for r in await conn.fetch(_INSERT_RUNS)]
-    return generations_of(inserted), inserted
+        await conn.copy_to_table("runs_stage", source=batch.copy, columns=RUN_COLUMNS, format="binary")  # type: ignore[arg-type]
+        return _stored_of_records(await conn.fetch(_INSERT_RUNS))
 
 
 _STAGE_SCORES = "CREATE TEMP TABLE IF NOT EXISTS scores_stage (LIKE scores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -176,28 +255,25 @@ async def store_scores(conn: Conn, rows: Sequence[ScoreRow]) -> list[PendingScor
     return _pending(await conn.fetch(_INSERT_SCORES))
 
 
-async def pending_of_traces(conn: Conn, runs: Sequence[Sequence[object]]) -> list[PendingScore]:
+async def pending_of_traces(conn: Conn, runs: StoredRuns) -> list[PendingScore]:
     """Lock the pending scores of the traces of these newly stored runs; those another transaction holds
     are its to settle."""
-    pi, ti = _COL["project_id"], _COL["trace_id"]
-    if not runs:
+    if not runs.count:
         return []
-    first = runs[0][pi]
-    # a batch is one project's export: skip hashing a UUID per row when every row holds the same one
-    projects = [first] if all(r[pi] is first for r in runs) else sorted({r[pi] for r in runs})  # type: ignore[type-var]
+    traces: dict[uuid.UUID, set[bytes]] | None = None
     out: list[PendingScore] = []
-    for project in projects:
+    for project in sorted(runs.projects):
         # Most batches find nothing waiting: ask that first, cheaply, before matching thousands of traces.
         if not await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM scores WHERE project_id = $1 AND NOT applied)", project
         ):
             continue
-        trace_ids = list({r[ti] for r in runs if r[pi] == project})
+        traces = traces if traces is not None else runs.traces()
         rows = await conn.fetch(
             f"SELECT {_PENDING_COLUMNS} FROM scores WHERE project_id = $1 AND NOT applied "
             "AND trace_id = ANY($2::bytea[]) ORDER BY score_id FOR UPDATE SKIP LOCKED",
             project,
-            trace_ids,
+            list(traces.get(project, ())),
         )
         out.extend(_pending(rows))
     return out
