@@ -1,7 +1,8 @@
 """Wires the aggregator. A span batch goes: consume (consume.py: fetch a micro-batch) → decode
 (decode.py) → store (store.py: COPY, insert what is new) → settle waiting scores (scores.py) →
 roll up (rollup.py, sketches.py) → commit → ack. Scores take the same path from their own stream.
-The query API (api.py → query.py, traces.py) reads rollups and runs."""
+The query API (api.py → query.py, traces.py) reads rollups and runs; retention (retention.py) drops
+runs past VANE_RUNS_RETENTION_DAYS, at start and hourly."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 
 from litestar.di import Provide
 
+from services.aggregator import retention
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink
 from services.aggregator.store import Partitions
@@ -34,6 +36,7 @@ FETCH_TIMEOUT_SECONDS = 0.25
 SPAN_LOOPS = 2
 SWEEP_SECONDS = 2.0
 PARTITIONS_AHEAD_SECONDS = 3600.0
+RETENTION_SECONDS = 3600.0
 
 
 async def build(resources: Resources) -> Sequence[Component]:
@@ -83,6 +86,17 @@ async def build(resources: Resources) -> Sequence[Component]:
             except Exception as exc:  # Postgres away: try again at the next tick
                 log.warning("upkeep_failed", error=str(exc))
 
+    async def expire_runs(stopping: asyncio.Event) -> None:
+        """Drop runs past the retention now, then every hour (one replica at a time)."""
+        while not stopping.is_set():
+            try:
+                dropped = await retention.drop_expired(pool, settings.runs_retention_days)
+                partitions.forget(retention.days_of(dropped or []))
+            except Exception as exc:  # Postgres away or a lock not granted in time: the next round retries
+                log.warning("retention_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), RETENTION_SECONDS)
+
     app = build_http_app(
         resources,
         [MetricsController, RunController, *project_routes()],
@@ -98,6 +112,7 @@ async def build(resources: Resources) -> Sequence[Component]:
         *workers,
         Worker(f"{NAME}-scores", score_loop),
         Worker(f"{NAME}-upkeep", upkeep),
+        Worker(f"{NAME}-retention", expire_runs),
     ]
 
 

@@ -61,6 +61,7 @@ class Settings:
     ingest_workers: int = 1  # ingest processes sharing its ports (SO_REUSEPORT)
     ingest_publish_timeout_seconds: float = 5.0  # no JetStream ack by then: 503
     registry_workers: int = 1  # registry processes sharing its ports (SO_REUSEPORT)
+    runs_retention_days: int = 30  # runs (and their scores) kept this long; 0: forever. Rollups stay.
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -93,6 +94,7 @@ class Settings:
             ingest_workers=env_int("VANE_INGEST_WORKERS", 1),
             ingest_publish_timeout_seconds=env_float("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", 5.0),
             registry_workers=env_int("VANE_REGISTRY_WORKERS", 1),
+            runs_retention_days=env_int("VANE_RUNS_RETENTION_DAYS", 30),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -132,4 +134,5 @@ ENVIRONMENT = [
     ("VANE_INGEST_WORKERS", "1", "ingest processes sharing its two ports (SO_REUSEPORT)"),
     ("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", "5", "ingest answers 503 when JetStream has not acked by then"),
     ("VANE_REGISTRY_WORKERS", "1", "registry processes sharing its two ports (SO_REUSEPORT), one per core"),
+    ("VANE_RUNS_RETENTION_DAYS", "30", "days runs and their scores are kept (0: forever); rollups are always kept"),
 ]
