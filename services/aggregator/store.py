@@ -95,10 +95,6 @@ class Partitions:
         """Days whose partitions were dropped (retention): made again should a late run name one."""
         self._known.difference_update(days)
 
-    def forget(self, days: Iterable[date]) -> None:
-        """Days whose partitions were dropped (retention): made again should a late run name one."""
-        self._known.difference_update(days)
-
     async def ahead(self, pool: asyncpg.Pool, days: int = 3) -> None:
         today = datetime.now(UTC).date()
         await self.ensure(pool, (today + timedelta(days=d) for d in range(-1, days)))
