@@ -2,6 +2,7 @@
 metrics query latency at 10 million generations (100 versions over 30 days, rollups loaded directly).
 
     .venv/bin/python -m tests.bench.bench_aggregator [--spans 100000] [--rate 20000] [--skip-kill] [--skip-query]
+        [--windows 20]
 
 Uses the machine's NATS and Postgres with a database and namespace of its own, dropped at the end.
 """
@@ -304,8 +305,50 @@ async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int
     return rows
 
 
-async def bench_query(env: dict[str, str], pool: asyncpg.Pool, log_dir: Path, generations: int) -> None:
-    """p50/p95 of both metrics endpoints over the last 30 days, 100 versions, `generations` in rollups."""
+def _stamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _figures(timings: list[float]) -> str:
+    q = statistics.quantiles(timings, n=20, method="inclusive")
+    return f"p50 {statistics.median(timings):.1f} ms, p95 {q[18]:.1f} ms, max {max(timings):.1f} ms"
+
+
+async def _timed(http: httpx.AsyncClient, path: str, window: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    response = await http.get(path, params=window)
+    elapsed = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return elapsed, response.json()
+
+
+def _moved_windows(now: float, n: int) -> list[dict[str, str]]:
+    """n ranges of about 29 days whose edges fall in different hours (each covers other edge blocks)."""
+    return [
+        {"from": _stamp(now - 29.5 * 86400 + i * 97 * 60), "to": _stamp(now - 3600 - i * 53 * 60)} for i in range(n)
+    ]
+
+
+async def _cold(
+    aggregator: ServiceProcess, headers: dict[str, str], path: str, windows: list[dict[str, str]], warm: dict[str, str]
+) -> list[float]:
+    """Each window asked of a restarted aggregator whose process is warm (one query of other days) but has
+    decoded none of the window's rows: a user's first look after a deploy, or at days nobody looked at."""
+    timings = []
+    for window in windows:
+        aggregator.kill()
+        aggregator.start()
+        async with httpx.AsyncClient(base_url=aggregator.url, headers=headers, timeout=30) as http:
+            for _ in range(2):
+                await _timed(http, path, warm)
+            timings.append((await _timed(http, path, window))[0])
+    return timings
+
+
+async def bench_query(env: dict[str, str], pool: asyncpg.Pool, log_dir: Path, generations: int, windows: int) -> None:
+    """p50/p95 of both metrics endpoints at `generations` in rollups (100 versions, 30 days): cached (one
+    window asked again), uncached (`windows` different windows: nothing merged for them, rows of earlier
+    windows decoded), and cold (a restarted aggregator: no row decoded)."""
     async with pool.acquire() as conn:
         project, keys = await create_project(conn, f"bench-query-{secrets.token_hex(3)}")
     started = time.perf_counter()
@@ -315,31 +358,41 @@ async def bench_query(env: dict[str, str], pool: asyncpg.Pool, log_dir: Path, ge
     assert aggregator.proc is not None
     rss = PeakRss(aggregator.proc.pid)
     now = time.time()
-    window = {
-        "from": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 30 * 86400 + 60)),
-        "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-    }
+    window = {"from": _stamp(now - 30 * 86400 + 60), "to": _stamp(now)}
+    moved = _moved_windows(now, windows)
+    warm = {"from": _stamp(now - 30 * 86400), "to": _stamp(now - 29.8 * 86400)}  # days no timed window covers
     headers = {"Authorization": f"Bearer {keys.secret_key}"}
+    paths = ("/api/v1/versions/metrics", "/api/v1/prompts/bench/metrics")
     async with httpx.AsyncClient(base_url=aggregator.url, headers=headers, timeout=30) as http:
-        for path in ("/api/v1/versions/metrics", "/api/v1/prompts/bench/metrics"):
+        for path in paths:
             timings = []
             first = 0.0
             for i in range(60):
-                t = time.perf_counter()
-                response = await http.get(path, params=window)
+                elapsed, body = await _timed(http, path, window)
                 if i == 0:  # nothing merged yet: every row's sketches fetched and merged
-                    first = (time.perf_counter() - t) * 1000
+                    first = elapsed
                 if i >= 10:  # the first requests warm the caches and the prepared statements
-                    timings.append((time.perf_counter() - t) * 1000)
-            body = response.json()
+                    timings.append(elapsed)
             total = sum(r["generation_count"] for r in body["versions"])
-            q = statistics.quantiles(timings, n=100)
             print(
-                f"query {path}: {len(body['versions'])} versions, {total:,} generations: "
-                f"p50 {statistics.median(timings):.1f} ms, p95 {q[94]:.1f} ms; first (uncached) {first:.0f} ms "
-                f"(load average {psutil.getloadavg()[0]:.1f})"
+                f"query {path}: {len(body['versions'])} versions, {total:,} generations: cached "
+                f"{_figures(timings)}; first (uncached) {first:.0f} ms (load average {psutil.getloadavg()[0]:.1f})"
+            )
+        for path in paths:
+            cpu_before = _cpu(psutil.Process(aggregator.proc.pid))
+            timings = [(await _timed(http, path, w))[0] for w in moved]
+            cpu = (_cpu(psutil.Process(aggregator.proc.pid)) - cpu_before) / len(moved) * 1000
+            print(
+                f"query {path}: uncached over {len(moved)} different windows: {_figures(timings)}; "
+                f"aggregator CPU {cpu:.0f} ms per query (load average {psutil.getloadavg()[0]:.1f})"
             )
     print(f"query: aggregator peak RSS {rss.stop():.0f} MB")
+    for path in paths:
+        timings = await _cold(aggregator, headers, path, moved[: max(windows // 2, 2)], warm)
+        print(
+            f"query {path}: cold (restarted aggregator, no row decoded) over {len(timings)} windows: "
+            f"{_figures(timings)} (load average {psutil.getloadavg()[0]:.1f})"
+        )
     aggregator.kill()
 
 
@@ -366,7 +419,7 @@ async def main(args: argparse.Namespace) -> None:
     if not args.skip_kill:
         steps.append(lambda: bench_kills(env, settings, pool, args.spans, log_dir))
     if not args.skip_query:
-        steps.append(lambda: bench_query(env, pool, log_dir, args.generations))
+        steps.append(lambda: bench_query(env, pool, log_dir, args.generations, args.windows))
     try:
         for step in steps:
             await step()
@@ -390,4 +443,5 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=20_000, help="background spans/s during the freshness probes")
     parser.add_argument("--probes", type=int, default=50)
     parser.add_argument("--skip-query", action="store_true")
+    parser.add_argument("--windows", type=int, default=20, help="different windows the uncached query figures cover")
     asyncio.run(main(parser.parse_args()))

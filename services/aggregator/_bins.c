@@ -1,0 +1,185 @@
+/* Merge many encoded DDSketch bin stores into the rows of one int64 matrix: the hot loop of an
+ * uncached metrics query (services/aggregator/version_merge.py), ~11,000 stores and ~3 million bins
+ * for 100 versions over 30 days.
+ *
+ * The C twin of version_merge._matrix_python: same inputs, same matrix (tests/unit/test_query_merge.py
+ * compares them). A store is sketches.py's encoding, as msgspec decodes it: [0, dtype, first key,
+ * counts] (dense) or [1, dtype, first key, int32 key deltas, counts] (sparse), counts in native
+ * uint8/16/32/64. Rows come from Postgres and are read as untrusted bytes: anything this code is not
+ * certain about (a wrong type, a length that does not divide, a slot or key out of range, a count
+ * past int64) makes it return None, and the caller merges with the Python twin, which has the last word.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static const Py_ssize_t ITEMSIZE[4] = {1, 2, 4, 8};
+/* Keys of finite doubles at 0.5% accuracy stay within about ±71,000: anything far past is corrupt. */
+static const long long KEY_LIMIT = 1LL << 20;
+
+typedef struct {
+    long long slot;
+    int sparse;
+    int dtype;
+    long long first;
+    const unsigned char *keys; /* sparse: int32 deltas */
+    const unsigned char *counts;
+    Py_ssize_t bins;
+} Store;
+
+/* A Python int as long long into *out: 1 done, 0 not an int in range (no error left set). */
+static int read_int(PyObject *obj, long long *out) {
+    if (!PyLong_Check(obj)) return 0;
+    int overflow = 0;
+    *out = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow || (*out == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* One (slot, store) item into *s: 1 done, 0 malformed. Pointers borrow the bytes the list holds. */
+static int read_store(PyObject *item, Store *s) {
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) return 0;
+    PyObject *raw = PyTuple_GET_ITEM(item, 1);
+    if (!PyList_Check(raw) || PyList_GET_SIZE(raw) < 4) return 0;
+    long long fmt, dtype;
+    if (!read_int(PyTuple_GET_ITEM(item, 0), &s->slot) || !read_int(PyList_GET_ITEM(raw, 0), &fmt) ||
+        !read_int(PyList_GET_ITEM(raw, 1), &dtype) || !read_int(PyList_GET_ITEM(raw, 2), &s->first))
+        return 0;
+    if ((fmt != 0 && fmt != 1) || dtype < 0 || dtype > 3 || s->first < -KEY_LIMIT || s->first > KEY_LIMIT) return 0;
+    s->sparse = (int)fmt;
+    s->dtype = (int)dtype;
+    PyObject *a = PyList_GET_ITEM(raw, 3);
+    if (!PyBytes_Check(a)) return 0;
+    Py_ssize_t alen = PyBytes_GET_SIZE(a);
+    if (!s->sparse) {
+        if (alen % ITEMSIZE[dtype]) return 0;
+        s->keys = NULL;
+        s->counts = (const unsigned char *)PyBytes_AS_STRING(a);
+        s->bins = alen / ITEMSIZE[dtype];
+        return 1;
+    }
+    if (PyList_GET_SIZE(raw) < 5) return 0;
+    PyObject *b = PyList_GET_ITEM(raw, 4);
+    if (!PyBytes_Check(b)) return 0;
+    Py_ssize_t blen = PyBytes_GET_SIZE(b);
+    if (alen % 4 || blen % ITEMSIZE[dtype] || alen / 4 != blen / ITEMSIZE[dtype]) return 0;
+    s->keys = (const unsigned char *)PyBytes_AS_STRING(a);
+    s->counts = (const unsigned char *)PyBytes_AS_STRING(b);
+    s->bins = alen / 4;
+    return 1;
+}
+
+/* The i-th count of a store, or -1 when it does not fit an int64. */
+static long long count_at(const Store *s, Py_ssize_t i) {
+    switch (s->dtype) {
+    case 0: return s->counts[i];
+    case 1: { uint16_t v; memcpy(&v, s->counts + 2 * i, 2); return v; }
+    case 2: { uint32_t v; memcpy(&v, s->counts + 4 * i, 4); return v; }
+    default: { uint64_t v; memcpy(&v, s->counts + 8 * i, 8); return v > (uint64_t)INT64_MAX ? -1 : (long long)v; }
+    }
+}
+
+static int32_t delta_at(const Store *s, Py_ssize_t i) {
+    int32_t v;
+    memcpy(&v, s->keys + 4 * i, 4);
+    return v;
+}
+
+/* Lowest key and one past the highest of a store with bins: 1 done, 0 a key past KEY_LIMIT. */
+static int key_range(const Store *s, long long *low, long long *high) {
+    if (!s->sparse) {
+        *low = s->first;
+        *high = s->first + s->bins;
+        return 1;
+    }
+    long long key = s->first, lo = key, hi = key;
+    for (Py_ssize_t i = 0; i < s->bins; i++) {
+        key += delta_at(s, i);
+        if (key < -KEY_LIMIT || key > KEY_LIMIT) return 0;
+        if (key < lo) lo = key;
+        if (key > hi) hi = key;
+    }
+    *low = lo;
+    *high = hi + 1;
+    return 1;
+}
+
+/* Add every store into row `slot` of the n × width matrix whose first column is key `low`: 1 done, 0 malformed. */
+static int add_store(const Store *s, long long *matrix, Py_ssize_t n, long long width, long long low) {
+    if (s->slot < 0 || s->slot >= n) return 0;
+    long long *row = matrix + s->slot * width;
+    long long key = s->first; /* a sparse store's first delta is 0: its keys are first + running sum */
+    for (Py_ssize_t i = 0; i < s->bins; i++) {
+        long long count = count_at(s, i);
+        key = s->sparse ? key + delta_at(s, i) : s->first + i;
+        long long column = key - low;
+        if (count < 0 || column < 0 || column >= width || row[column] > INT64_MAX - count) return 0;
+        row[column] += count;
+    }
+    return 1;
+}
+
+/* merge_stores(stores, n, max_cells) -> (low, width, bytearray | None) | None
+ *
+ * `stores`: a list of (slot, encoded store) with slot in [0, n). The bytearray holds the n × width
+ * int64 matrix (native order) of their summed bins, key `low` in column 0; it is None when n > 1 and
+ * n × width would pass max_cells (the caller then merges one slot at a time). None: malformed input. */
+static PyObject *merge_stores(PyObject *self, PyObject *args) {
+    PyObject *stores;
+    Py_ssize_t n, max_cells;
+    if (!PyArg_ParseTuple(args, "O!nn", &PyList_Type, &stores, &n, &max_cells)) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(stores);
+    if (n < 1 || count == 0) Py_RETURN_NONE;
+    Store *parsed = PyMem_Malloc((size_t)count * sizeof(Store));
+    if (parsed == NULL) return PyErr_NoMemory();
+    long long low = KEY_LIMIT, high = -KEY_LIMIT;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        long long lo, hi;
+        if (!read_store(PyList_GET_ITEM(stores, i), &parsed[i])) goto malformed;
+        if (parsed[i].bins == 0) continue;
+        if (!key_range(&parsed[i], &lo, &hi)) goto malformed;
+        if (lo < low) low = lo;
+        if (hi > high) high = hi;
+    }
+    if (high <= low) low = high = 0; /* every store empty */
+    long long width = high - low;
+    if (n > 1 && (long long)n * width > (long long)max_cells) {
+        PyMem_Free(parsed);
+        return Py_BuildValue("LLO", low, width, Py_None);
+    }
+    if (width > 0 && (long long)n > PY_SSIZE_T_MAX / 8 / width) goto malformed;
+    PyObject *matrix = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * width * 8));
+    if (matrix == NULL) {
+        PyMem_Free(parsed);
+        return NULL;
+    }
+    long long *cells = (long long *)PyByteArray_AS_STRING(matrix);
+    memset(cells, 0, (size_t)(n * width * 8));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!add_store(&parsed[i], cells, n, width, low)) {
+            Py_DECREF(matrix);
+            goto malformed;
+        }
+    }
+    PyMem_Free(parsed);
+    PyObject *out = Py_BuildValue("LLN", low, width, matrix); /* N: the tuple takes our reference */
+    return out;
+malformed:
+    PyMem_Free(parsed);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"merge_stores", merge_stores, METH_VARARGS,
+     "merge_stores(stores, n, max_cells) -> (low, width, bytearray | None) | None: encoded bin stores summed "
+     "into the rows of an n x width int64 matrix."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_bins", NULL, 0, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__bins(void) { return PyModule_Create(&module_def); }
