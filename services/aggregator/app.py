@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from litestar.di import Provide
 
-from services.aggregator import retention
+from services.aggregator import retention, version_merge
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink
 from services.aggregator.store import Partitions
@@ -43,6 +43,7 @@ async def build(resources: Resources) -> Sequence[Component]:
     settings = resources.settings
     pool, bus = resources.pool, resources.bus
     assert pool is not None and bus is not None
+    log.info("query_merge_path", c_accelerator=version_merge.ACCELERATED)
     partitions = Partitions()
     await partitions.load(pool)
     await partitions.ahead(pool)

@@ -24,6 +24,7 @@ try:  # the C accelerator (setup.py builds it when a compiler is there); the Pyt
     from services.aggregator import _bins
 except ImportError:  # pragma: no cover - depends on the build
     _bins = None  # type: ignore[assignment]
+ACCELERATED = _bins is not None
 
 # Every quantile a ROW shows (latency p50/p95/p99, scores p05/p50/p95, medians of the rest).
 QUANTILES = (0.5, 0.05, 0.95, 0.99)
