@@ -16,7 +16,8 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from services.common.errors import Invalid, TooLarge
-from services.ingest.wire import parse_request, view_of
+from services.ingest.canonical import accepts
+from services.ingest.wire import TraceRequestLike, WireRequest, parse_request, view_of
 
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf", "application/octet-stream"})
 JSON_TYPES = frozenset({"application/json"})
@@ -47,7 +48,7 @@ def decompress(body: bytes, content_encoding: str | None, max_bytes: int) -> byt
     return out
 
 
-def decode_request(body: bytes, content_type: str | None) -> Message:
+def decode_request(body: bytes, content_type: str | None) -> TraceRequestLike:
     """Parse an OTLP trace export body into ingest's view of it (wire.TraceRequest); raise Invalid
     saying what is wrong with it."""
     kind = media_type(content_type)
@@ -63,7 +64,10 @@ def decode_request(body: bytes, content_type: str | None) -> Message:
     )
 
 
-def decode_protobuf(body: bytes) -> Message:
+def decode_protobuf(body: bytes) -> TraceRequestLike:
+    """The body as bytes the accelerator will read, when it reads them as the parser would; else parsed."""
+    if accepts(body):
+        return WireRequest(body)
     try:
         return parse_request(body)
     except DecodeError as exc:

@@ -1,5 +1,10 @@
 """The span path of one export request, shared by OTLP/HTTP and OTLP/gRPC:
-normalise → price → encode → publish, answered only once every message is durable."""
+normalise → price → encode → publish, answered only once every message is durable.
+
+The first three stages run in C (canonical.py) when the accelerator is built; the Python stages
+(normalise.py, pricing.py, publish.py) are the reference it matches and the path for whatever it
+leaves to them.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,40 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from google.protobuf.message import Message
 from prometheus_client import Counter
 
 from services.common.bus import Bus
+from services.common.logs import get_logger
+from services.ingest.canonical import ACCELERATOR, canonical_spans
 from services.ingest.models import PriceStore
-from services.ingest.normalise import normalise, span_count
+from services.ingest.normalise import normalise
 from services.ingest.pricing import BUILTIN, PriceTable, price_spans
-from services.ingest.publish import encode_spans, message_limit, publish_all, request_digest
+from services.ingest.publish import encode_records, message_limit, publish_all, request_digest, serialise_spans
+from services.ingest.wire import TraceRequestLike
 
 SPANS = Counter("vane_ingest_spans_total", "spans made durable on the span stream")
 MESSAGES = Counter("vane_ingest_messages_total", "JetStream messages published for spans")
 
+log = get_logger(component="intake")
 
-def prepare(request: Message, project_id: str, prices: Sequence[PriceTable], limit: int) -> tuple[int, list[bytes]]:
-    """The pure part of the path: normalise → price → encode. Returns the span count and the messages."""
+
+def canonical_records(request: TraceRequestLike, project_id: str, prices: Sequence[PriceTable]) -> list[bytes]:
+    """Each span's CanonicalSpan bytes: normalised, priced, encoded (in C when it can)."""
+    records = canonical_spans(request, project_id, prices)
+    if records is not None:
+        return records
     groups = normalise(request, project_id)
     for group in groups:
         price_spans(group.spans, prices)
-    return span_count(groups), encode_spans(project_id, groups, time.time_ns(), limit)
+    return list(serialise_spans(groups))
+
+
+def prepare(
+    request: TraceRequestLike, project_id: str, prices: Sequence[PriceTable], limit: int
+) -> tuple[int, list[bytes]]:
+    """The pure part of the path: normalise → price → encode. Returns the span count and the messages."""
+    records = canonical_records(request, project_id, prices)
+    return len(records), encode_records(project_id, records, time.time_ns(), limit)
 
 
 class SpanIntake:
@@ -33,8 +53,9 @@ class SpanIntake:
         self._bus = bus
         self._prices = prices
         self._timeout = publish_timeout
+        log.info("span_path", accelerated=ACCELERATOR is not None)
 
-    async def take(self, project_id: uuid.UUID, request: Message, body: bytes) -> int:
+    async def take(self, project_id: uuid.UUID, request: TraceRequestLike, body: bytes) -> int:
         """Make the request's spans durable on the span stream; return how many there were."""
         project = str(project_id)
         tables = (await self._prices.table_for(project_id), BUILTIN)

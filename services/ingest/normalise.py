@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from google.protobuf.message import Message
 
 from services.common.errors import Invalid
 from services.ingest.conventions import REGISTRY
 from services.ingest.conventions.convention import Convention, Converter, Indexed
-from services.ingest.wire import key_value, split_key_value, text_of, value_at, view_of
+from services.ingest.wire import TraceRequestLike, key_value, split_key_value, text_of, value_at, view_of
 
 # (precedence: lower wins, canonical field, converter, expands: the converter returns several fields)
 Rule = tuple[int, str, Converter, bool]
@@ -204,15 +203,22 @@ def merge(attributes: Sequence[Attribute], numbered: bool = True) -> tuple[Found
 
 
 def _merge_messages(attributes: Sequence[Attribute], found: Found) -> None:
-    messages: dict[str, tuple[int, dict[int, dict[str, Any]]]] = {}
-    for attribute in attributes:
-        if attribute[4] is not None:
-            rank, field, index, part, value = attribute[4]
-            messages.setdefault(field, (rank, {}))[1].setdefault(index, {})[part] = value
-    for field, (rank, by_index) in messages.items():
+    parts = [attribute[4] for attribute in attributes if attribute[4] is not None]
+    for field, rank, listed in numbered_messages(parts):
         if field not in found:
-            listed = [by_index[i] for i in sorted(by_index)]
-            found[field] = (rank, field, _json.encode(listed).decode(), "", "")
+            found[field] = (rank, field, listed, "", "")
+
+
+def numbered_messages(parts: Iterable[tuple[int, str, int, str, Any]]) -> list[tuple[str, int, str]]:
+    """Numbered message parts (precedence, field, index, role|content, value) as the fields they
+    fill: (field, precedence, JSON list of the messages in index order)."""
+    messages: dict[str, tuple[int, dict[int, dict[str, Any]]]] = {}
+    for rank, field, index, part, value in parts:
+        messages.setdefault(field, (rank, {}))[1].setdefault(index, {})[part] = value
+    return [
+        (field, rank, _json.encode([by_index[i] for i in sorted(by_index)]).decode())
+        for field, (rank, by_index) in messages.items()
+    ]
 
 
 def map_fields(attrs: Mapping[str, Any], tables: Tables = TABLES) -> Found:
@@ -235,7 +241,7 @@ def map_resource(attrs: Iterable[tuple[str, Any]], tables: Tables = TABLES) -> d
     return {field: value for field, (_, value) in found.items()}
 
 
-def normalise(request: Message, project_id: str, tables: Tables = TABLES) -> list[SpanGroup]:
+def normalise(request: TraceRequestLike, project_id: str, tables: Tables = TABLES) -> list[SpanGroup]:
     """Every span of an OTLP trace request as canonical fields, grouped by resource; Invalid names
     the first span with bad ids or times, or an attribute that does not decode."""
     view: Any = view_of(request)
@@ -323,9 +329,14 @@ def derive(record: dict[str, Any], start: int, end: int) -> dict[str, Any]:
 def _exception_message(span: Any) -> str:
     for event in span.events:
         if event.name == "exception":
-            attrs = dict(key_value(raw) for raw in event.attributes)
-            return str(attrs.get("exception.message") or attrs.get("exception.type") or "")
+            return exception_message(event.attributes)
     return ""
+
+
+def exception_message(attributes: Iterable[bytes]) -> str:
+    """The message of an exception event, from its attributes' KeyValue bytes."""
+    attrs = dict(key_value(raw) for raw in attributes)
+    return str(attrs.get("exception.message") or attrs.get("exception.type") or "")
 
 
 def span_count(groups: Iterable[SpanGroup]) -> int:

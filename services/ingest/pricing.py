@@ -63,16 +63,20 @@ class PriceTable:
         self._by_model: dict[str, tuple[ModelPrice, ...]] = {}
 
     def find(self, model: str, at_ns: int) -> ModelPrice | None:
+        for price in self.candidates(model):
+            if price.valid_from_ns <= at_ns:
+                return price
+        return None
+
+    def candidates(self, model: str) -> tuple[ModelPrice, ...]:
+        """The prices whose pattern matches the model, newest first."""
         candidates = self._by_model.get(model)
         if candidates is None:
             candidates = tuple(p for p in self.prices if p.matches(model))
             if len(self._by_model) > 10_000:
                 self._by_model.clear()
             self._by_model[model] = candidates
-        for price in candidates:
-            if price.valid_from_ns <= at_ns:
-                return price
-        return None
+        return candidates
 
 
 def date_ns(value: str) -> int:

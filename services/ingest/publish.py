@@ -80,8 +80,13 @@ def serialise_spans(groups: Iterable[SpanGroup]) -> Iterator[bytes]:
 
 
 def encode_spans(project_id: str, groups: Sequence[SpanGroup], received_ns: int, limit: int) -> list[bytes]:
+    return encode_records(project_id, serialise_spans(groups), received_ns, limit)
+
+
+def encode_records(project_id: str, records: Iterable[bytes], received_ns: int, limit: int) -> list[bytes]:
+    """SpanBatch messages of CanonicalSpan bytes."""
     head = SpanBatch(schema_version=SCHEMA_VERSION, project_id=project_id, received_unix_nano=received_ns)
-    return compose(head.SerializeToString(), _SPANS_TAG, serialise_spans(groups), limit)
+    return compose(head.SerializeToString(), _SPANS_TAG, records, limit)
 
 
 def encode_scores(scores: Sequence[Score], limit: int) -> list[bytes]:

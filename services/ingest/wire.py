@@ -13,6 +13,7 @@ unknown fields and never read.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -79,6 +80,18 @@ _POOL.Add(_file())
 TraceRequest: type[Message] = message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{_PACKAGE}.TraceRequest"))
 
 
+@dataclass(frozen=True)
+class WireRequest:
+    """An OTLP trace request kept as its bytes, which the C accelerator has checked it reads exactly
+    as the protobuf parser would (canonical.py); the Python path parses them when it needs to."""
+
+    body: bytes
+
+
+# What decode hands the span path: the view, or the bytes the accelerator will read itself.
+TraceRequestLike = Message | WireRequest
+
+
 def parse_request(body: bytes) -> Message:
     """An ExportTraceServiceRequest's bytes as a TraceRequest view; DecodeError when they are not one."""
     request = TraceRequest()
@@ -86,11 +99,18 @@ def parse_request(body: bytes) -> Message:
     return request
 
 
-def view_of(request: Message) -> Message:
+def view_of(request: TraceRequestLike) -> Message:
     """The TraceRequest view of any OTLP trace request message (the view itself is returned as is)."""
     if isinstance(request, TraceRequest):
         return request
+    if isinstance(request, WireRequest):
+        return parse_request(request.body)
     return parse_request(request.SerializeToString())
+
+
+def body_of(request: TraceRequestLike) -> bytes:
+    """The request's protobuf bytes."""
+    return request.body if isinstance(request, WireRequest) else request.SerializeToString()
 
 
 def any_value(value: AnyValue) -> Any:

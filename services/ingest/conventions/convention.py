@@ -93,7 +93,10 @@ def count(value: Any) -> int | None:
     if isinstance(value, float) and value >= 0 and value.is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # digits int() does not read, such as superscripts
+            return None
     return None
 
 
