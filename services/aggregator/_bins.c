@@ -12,6 +12,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 static const Py_ssize_t ITEMSIZE[4] = {1, 2, 4, 8};
@@ -40,13 +41,11 @@ static int read_int(PyObject *obj, long long *out) {
     return 1;
 }
 
-/* One (slot, store) item into *s: 1 done, 0 malformed. Pointers borrow the bytes the list holds. */
-static int read_store(PyObject *item, Store *s) {
-    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) return 0;
-    PyObject *raw = PyTuple_GET_ITEM(item, 1);
+/* One encoded store of `slot` into *s: 1 done, 0 malformed. Pointers borrow the bytes the list holds. */
+static int read_store(PyObject *slot, PyObject *raw, Store *s) {
     if (!PyList_Check(raw) || PyList_GET_SIZE(raw) < 4) return 0;
     long long fmt, dtype;
-    if (!read_int(PyTuple_GET_ITEM(item, 0), &s->slot) || !read_int(PyList_GET_ITEM(raw, 0), &fmt) ||
+    if (!read_int(slot, &s->slot) || !read_int(PyList_GET_ITEM(raw, 0), &fmt) ||
         !read_int(PyList_GET_ITEM(raw, 1), &dtype) || !read_int(PyList_GET_ITEM(raw, 2), &s->first))
         return 0;
     if ((fmt != 0 && fmt != 1) || dtype < 0 || dtype > 3 || s->first < -KEY_LIMIT || s->first > KEY_LIMIT) return 0;
@@ -123,6 +122,33 @@ static int add_store(const Store *s, long long *matrix, Py_ssize_t n, long long 
     return 1;
 }
 
+/* (low, width, bytearray | None) of `count` parsed stores summed into an n × width int64 matrix; Py_None
+ * (a new reference) when malformed; NULL with an exception on a Python error. */
+static PyObject *build_matrix(const Store *stores, Py_ssize_t count, Py_ssize_t n, Py_ssize_t max_cells) {
+    long long low = KEY_LIMIT, high = -KEY_LIMIT;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        long long lo, hi;
+        if (stores[i].bins == 0) continue;
+        if (!key_range(&stores[i], &lo, &hi)) Py_RETURN_NONE;
+        if (lo < low) low = lo;
+        if (hi > high) high = hi;
+    }
+    if (high <= low) low = high = 0; /* no store holds a bin */
+    long long width = high - low;
+    if (n > 1 && (long long)n * width > (long long)max_cells) return Py_BuildValue("LLO", low, width, Py_None);
+    PyObject *matrix = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * width * 8));
+    if (matrix == NULL) return NULL;
+    long long *cells = (long long *)PyByteArray_AS_STRING(matrix);
+    memset(cells, 0, (size_t)(n * width * 8));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!add_store(&stores[i], cells, n, width, low)) {
+            Py_DECREF(matrix);
+            Py_RETURN_NONE;
+        }
+    }
+    return Py_BuildValue("LLN", low, width, matrix); /* N: the tuple takes our reference */
+}
+
 /* merge_stores(stores, n, max_cells) -> (low, width, bytearray | None) | None
  *
  * `stores`: a list of (slot, encoded store) with slot in [0, n). The bytearray holds the n × width
@@ -133,50 +159,115 @@ static PyObject *merge_stores(PyObject *self, PyObject *args) {
     Py_ssize_t n, max_cells;
     if (!PyArg_ParseTuple(args, "O!nn", &PyList_Type, &stores, &n, &max_cells)) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(stores);
-    if (n < 1 || count == 0) Py_RETURN_NONE;
-    Store *parsed = PyMem_Malloc((size_t)count * sizeof(Store));
+    if (n < 1 || n > KEY_LIMIT) Py_RETURN_NONE;
+    Store *parsed = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(Store));
     if (parsed == NULL) return PyErr_NoMemory();
-    long long low = KEY_LIMIT, high = -KEY_LIMIT;
+    PyObject *out = NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        long long lo, hi;
-        if (!read_store(PyList_GET_ITEM(stores, i), &parsed[i])) goto malformed;
-        if (parsed[i].bins == 0) continue;
-        if (!key_range(&parsed[i], &lo, &hi)) goto malformed;
-        if (lo < low) low = lo;
-        if (hi > high) high = hi;
-    }
-    if (high <= low) low = high = 0; /* every store empty */
-    long long width = high - low;
-    if (n > 1 && (long long)n * width > (long long)max_cells) {
-        PyMem_Free(parsed);
-        return Py_BuildValue("LLO", low, width, Py_None);
-    }
-    if (width > 0 && (long long)n > PY_SSIZE_T_MAX / 8 / width) goto malformed;
-    PyObject *matrix = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * width * 8));
-    if (matrix == NULL) {
-        PyMem_Free(parsed);
-        return NULL;
-    }
-    long long *cells = (long long *)PyByteArray_AS_STRING(matrix);
-    memset(cells, 0, (size_t)(n * width * 8));
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (!add_store(&parsed[i], cells, n, width, low)) {
-            Py_DECREF(matrix);
-            goto malformed;
+        PyObject *item = PyList_GET_ITEM(stores, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+            !read_store(PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1), &parsed[i])) {
+            out = Py_NewRef(Py_None);
+            break;
         }
     }
+    if (out == NULL) out = build_matrix(parsed, count, n, max_cells);
     PyMem_Free(parsed);
-    PyObject *out = Py_BuildValue("LLN", low, width, matrix); /* N: the tuple takes our reference */
     return out;
+}
+
+/* A Python float or int as a double: 1 done, 0 neither. */
+static int read_double(PyObject *obj, double *out) {
+    if (PyFloat_Check(obj)) {
+        *out = PyFloat_AS_DOUBLE(obj);
+        return 1;
+    }
+    if (!PyLong_Check(obj)) return 0;
+    *out = PyLong_AsDouble(obj);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* merge_sketches(parts, n, max_cells) -> (count, total, low, high, zeros, positive, negative) | None
+ *
+ * `parts`: a list of (slot, encoded sketch) (sketches.encode: [count, total, low, high, zeros, positive
+ * store, negative store]). Per slot, as bytes of n native numbers: the summed counts and zeros (int64),
+ * the totals (float64, compensated sums) and the extremes (float64; +inf/-inf where a slot has none).
+ * `positive` and `negative` are merge_stores' answers for the two stores. None: malformed input. */
+static PyObject *merge_sketches(PyObject *self, PyObject *args) {
+    PyObject *parts;
+    Py_ssize_t n, max_cells;
+    if (!PyArg_ParseTuple(args, "O!nn", &PyList_Type, &parts, &n, &max_cells)) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(parts);
+    if (n < 1 || n > KEY_LIMIT) Py_RETURN_NONE;
+    /* one block: the stores of both signs, then the per-slot numbers */
+    size_t stores_bytes = (size_t)(count ? count : 1) * sizeof(Store);
+    char *block = PyMem_Calloc(1, 2 * stores_bytes + (size_t)n * 7 * 8);
+    if (block == NULL) return PyErr_NoMemory();
+    Store *positive = (Store *)block, *negative = (Store *)(block + stores_bytes);
+    long long *counts = (long long *)(block + 2 * stores_bytes), *zeros = counts + n;
+    double *totals = (double *)(zeros + n), *carry = totals + n, *lows = carry + n, *highs = lows + n;
+    Py_ssize_t n_pos = 0, n_neg = 0;
+    PyObject *out = NULL, *pos = NULL, *neg = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        lows[i] = Py_HUGE_VAL;
+        highs[i] = -Py_HUGE_VAL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item = PyList_GET_ITEM(parts, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) goto malformed;
+        PyObject *slot_obj = PyTuple_GET_ITEM(item, 0), *raw = PyTuple_GET_ITEM(item, 1);
+        long long slot, c, z;
+        double total, low, high;
+        if (!PyList_Check(raw) || PyList_GET_SIZE(raw) != 7 || !read_int(slot_obj, &slot) || slot < 0 || slot >= n ||
+            !read_int(PyList_GET_ITEM(raw, 0), &c) || !read_double(PyList_GET_ITEM(raw, 1), &total) ||
+            !read_double(PyList_GET_ITEM(raw, 2), &low) || !read_double(PyList_GET_ITEM(raw, 3), &high) ||
+            !read_int(PyList_GET_ITEM(raw, 4), &z) || c < 0 || z < 0 || counts[slot] > INT64_MAX - c ||
+            zeros[slot] > INT64_MAX - z)
+            goto malformed;
+        counts[slot] += c;
+        zeros[slot] += z;
+        /* Neumaier's compensated sum: within a unit in the last place of math.fsum's total */
+        double sum = totals[slot] + total;
+        carry[slot] += fabs(totals[slot]) >= fabs(total) ? (totals[slot] - sum) + total : (total - sum) + totals[slot];
+        totals[slot] = sum;
+        if (low < lows[slot]) lows[slot] = low;
+        if (high > highs[slot]) highs[slot] = high;
+        for (int sign = 0; sign < 2; sign++) {
+            PyObject *store = PyList_GET_ITEM(raw, 5 + sign);
+            if (PyList_Check(store) && PyList_GET_SIZE(store) == 0) continue;
+            Store *into = sign ? &negative[n_neg++] : &positive[n_pos++];
+            if (!read_store(slot_obj, store, into)) goto malformed;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) totals[i] += carry[i];
+    pos = build_matrix(positive, n_pos, n, max_cells);
+    if (pos == NULL) goto done;
+    neg = build_matrix(negative, n_neg, n, max_cells);
+    if (neg == NULL) goto done;
+    if (pos == Py_None || neg == Py_None) goto malformed;
+    out = Py_BuildValue("y#y#y#y#y#OO", (const char *)counts, n * 8, (const char *)totals, n * 8, (const char *)lows,
+                        n * 8, (const char *)highs, n * 8, (const char *)zeros, n * 8, pos, neg);
+    goto done;
 malformed:
-    PyMem_Free(parsed);
-    Py_RETURN_NONE;
+    out = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(pos);
+    Py_XDECREF(neg);
+    PyMem_Free(block);
+    return out;
 }
 
 static PyMethodDef methods[] = {
     {"merge_stores", merge_stores, METH_VARARGS,
      "merge_stores(stores, n, max_cells) -> (low, width, bytearray | None) | None: encoded bin stores summed "
      "into the rows of an n x width int64 matrix."},
+    {"merge_sketches", merge_sketches, METH_VARARGS,
+     "merge_sketches(parts, n, max_cells) -> (count, total, low, high, zeros, positive, negative) | None: "
+     "encoded sketches summed by slot."},
     {NULL, NULL, 0, NULL},
 };
 

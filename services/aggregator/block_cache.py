@@ -25,8 +25,8 @@ from services.aggregator.version_merge import DecodedRow
 Fingerprint = frozenset[tuple[int, int, RollupKey, int]]
 V = TypeVar("V")
 
-# A ROW is ~2 kB: ~20 MB. Decoded rows are ~2.6 kB each on average (a month's block up to ~20 kB):
-# 64 MB hold the rows of ~25 different 30-day queries of 100 versions.
+# A ROW is ~2 kB: ~20 MB. A decoded row takes ~6 kB on average (a month's block up to ~25 kB): 64 MB
+# hold ~10,000 rows, those of several 30-day queries of 100 versions (~1,600 rows each, mostly shared).
 ROW_ENTRIES = 10_000
 DECODED_BYTES = 64 * 1024**2
 # (project, width in minutes, bucket, key): a rollup row's identity

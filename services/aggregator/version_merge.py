@@ -32,8 +32,9 @@ QUANTILES = (0.5, 0.05, 0.95, 0.99)
 _MAX_CELLS = 4_000_000
 _DTYPES: tuple[type[np.unsignedinteger], ...] = (np.uint8, np.uint16, np.uint32, np.uint64)
 _ITEMSIZE = tuple(np.dtype(t).itemsize for t in _DTYPES)
-# Python objects around a decoded row's buffers (dict, lists, bytes headers), for the cache's byte budget.
-_ROW_OVERHEAD_BYTES = 1_500
+# Python objects around a decoded row's buffers (dict, lists, numbers, bytes headers): measured with
+# tracemalloc on the bench's rows, for the cache's byte budget.
+_ROW_OVERHEAD_BYTES = 3_000
 
 
 @dataclass(frozen=True)
@@ -100,18 +101,17 @@ def merge_groups(groups: Sequence[Sequence[DecodedRow]]) -> Merged:
 
 def _summarise(parts: list[tuple[int, list[object]]], n: int) -> dict[int, Summary]:
     """Summaries of one metric for every slot that has values."""
-    slots = np.fromiter((slot for slot, _ in parts), dtype=np.int64, count=len(parts))
-    # count, total, low, high, zeros of every part; float64 holds counts exactly below 2^53
-    scalars = np.array([raw[:5] for _, raw in parts], dtype=np.float64).reshape(len(parts), 5)
-    count = np.bincount(slots, weights=scalars[:, 0], minlength=n).astype(np.int64)
-    zeros = np.bincount(slots, weights=scalars[:, 4], minlength=n).astype(np.int64)
-    total = np.bincount(slots, weights=scalars[:, 1], minlength=n)
-    low = np.full(n, np.inf)
-    high = np.full(n, -np.inf)
-    np.minimum.at(low, slots, scalars[:, 2])
-    np.maximum.at(high, slots, scalars[:, 3])
-    pos_low, pos = _matrix([(slot, raw[5]) for slot, raw in parts if raw[5]], n)  # type: ignore[misc]
-    neg_low, neg = _matrix([(slot, raw[6]) for slot, raw in parts if raw[6]], n)  # type: ignore[misc]
+    merged = _bins.merge_sketches(parts, n, _MAX_CELLS) if _bins is not None else None
+    if merged is None:  # no accelerator, or input it is not sure of
+        count, total, low, high, zeros = _scalars_python(parts, n)
+        pos_low, pos = _matrix_python([(slot, raw[5]) for slot, raw in parts if raw[5]], n)  # type: ignore[misc]
+        neg_low, neg = _matrix_python([(slot, raw[6]) for slot, raw in parts if raw[6]], n)  # type: ignore[misc]
+    else:
+        counts, totals, lows, highs, zero_counts, positive, negative = merged
+        count, zeros = np.frombuffer(counts, dtype=np.int64), np.frombuffer(zero_counts, dtype=np.int64)
+        total, low, high = (np.frombuffer(b, dtype=np.float64) for b in (totals, lows, highs))
+        pos_low, pos = _as_matrix(positive, n)
+        neg_low, neg = _as_matrix(negative, n)
     if pos is None or neg is None:  # too wide for one matrix: one version at a time
         return _summarise_one_by_one(parts)
     found = _quantiles(count, zeros, pos_low, pos, neg_low, neg)
@@ -123,6 +123,28 @@ def _summarise(parts: list[tuple[int, list[object]]], n: int) -> dict[int, Summa
         )
         if c
     }
+
+
+def _scalars_python(parts: list[tuple[int, list[object]]], n: int) -> tuple[np.ndarray, ...]:
+    """Each slot's count, total, low, high and zeros (the C merge's twin)."""
+    slots = np.fromiter((slot for slot, _ in parts), dtype=np.int64, count=len(parts))
+    # count, total, low, high, zeros of every part; float64 holds counts exactly below 2^53
+    scalars = np.array([raw[:5] for _, raw in parts], dtype=np.float64).reshape(len(parts), 5)
+    count = np.bincount(slots, weights=scalars[:, 0], minlength=n).astype(np.int64)
+    zeros = np.bincount(slots, weights=scalars[:, 4], minlength=n).astype(np.int64)
+    totals: list[list[float]] = [[] for _ in range(n)]
+    for slot, raw in parts:
+        totals[slot].append(raw[1])  # type: ignore[arg-type]
+    low = np.full(n, np.inf)
+    high = np.full(n, -np.inf)
+    np.minimum.at(low, slots, scalars[:, 2])
+    np.maximum.at(high, slots, scalars[:, 3])
+    return count, np.array([math.fsum(t) for t in totals]), low, high, zeros
+
+
+def _as_matrix(merged: tuple[int, int, bytearray | None], n: int) -> tuple[int, np.ndarray | None]:
+    low, width, cells = merged
+    return low, None if cells is None else np.frombuffer(cells, dtype=np.int64).reshape(n, width)
 
 
 def _summarise_one_by_one(parts: list[tuple[int, list[object]]]) -> dict[int, Summary]:
@@ -160,20 +182,11 @@ def _sparse_parts(stores: list[tuple[int, list[object]]]) -> tuple[np.ndarray, n
     return np.concatenate(slots_out), np.concatenate(keys_out), np.concatenate(counts_out).astype(np.int64)
 
 
-def _matrix(stores: list[tuple[int, list[object]]], n: int) -> tuple[int, np.ndarray | None]:
-    """(lowest key, n × width counts) holding every store added into its slot's row; None when too wide."""
+def _matrix_python(stores: list[tuple[int, list[object]]], n: int) -> tuple[int, np.ndarray | None]:
+    """(lowest key, n × width counts) holding every store added into its slot's row; None when too wide.
+    With NumPy: a slice addition per dense store, one bincount for all sparse stores (the C merge's twin)."""
     if not stores:
         return 0, np.zeros((n, 0), dtype=np.int64)
-    if _bins is not None:
-        merged = _bins.merge_stores(stores, n, _MAX_CELLS)
-        if merged is not None:  # None: input the C code is not sure of, merged below by the Python twin
-            low, width, cells = merged
-            return low, None if cells is None else np.frombuffer(cells, dtype=np.int64).reshape(n, width)
-    return _matrix_python(stores, n)
-
-
-def _matrix_python(stores: list[tuple[int, list[object]]], n: int) -> tuple[int, np.ndarray | None]:
-    """_matrix with NumPy: a slice addition per dense store, one bincount for all sparse stores."""
     dense = [s for s in stores if s[1][0] == 0]
     sparse = [s for s in stores if s[1][0] != 0]
     # dense store: [0, dtype, first key, counts]; its last key follows from its length
