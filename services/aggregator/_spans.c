@@ -47,14 +47,12 @@ static const int TEXT_SLOTS[] = {
 };
 
 /* Why a span is left out (decode.SKIP_REASONS has the words). */
-enum { SKIP_IDS, SKIP_NO_PROJECT, SKIP_START_RANGE, SKIP_STATUS_RANGE, SKIP_NUL };
+enum { SKIP_IDS, SKIP_NO_PROJECT, SKIP_STATUS_RANGE, SKIP_NUL };
 
 #define RUN_COLUMN_COUNT 32
 #define STATUS_ERROR 2
-/* Microseconds from 1970 to Postgres's epoch 2000-01-01, and Python's datetime range (years 1 to 9999). */
+/* Microseconds from 1970 to Postgres's epoch 2000-01-01 (int64 nanoseconds always fit its range). */
 #define PG_EPOCH_US INT64_C(946684800000000)
-#define MIN_START_US INT64_C(-62135596800000000)
-#define MAX_START_US INT64_C(253402300799999999)
 #define US_PER_DAY INT64_C(86400000000)
 #define MAX_DAYS 64 /* distinct days of one message: more than that and the reference path decodes it */
 
@@ -281,6 +279,7 @@ typedef struct {
     Slice raw;
     PyObject *uuid;      /* owned */
     char bytes[16];
+    int canonical;       /* the first project of the same UUID (another spelling of it is the same project) */
     int row_index;       /* its index in the message's projects list, or -1 until a row uses it */
 } Project;
 
@@ -299,7 +298,7 @@ static void projects_free(Projects *ps) {
 static int project_for(Projects *ps, Slice raw, PyObject *project_of) {
     for (int i = 0; i < ps->count; i++)
         if (ps->items[i].raw.len == raw.len && memcmp(ps->items[i].raw.ptr, raw.ptr, (size_t)raw.len) == 0)
-            return i;
+            return ps->items[i].canonical;
     if (ps->count == ps->cap) {
         int cap = ps->cap ? ps->cap * 2 : 4;
         Project *grown = PyMem_Realloc(ps->items, (size_t)cap * sizeof(Project));
@@ -327,8 +326,15 @@ static int project_for(Projects *ps, Slice raw, PyObject *project_of) {
     p->uuid = uuid;
     memcpy(p->bytes, PyBytes_AS_STRING(bytes), 16);
     p->row_index = -1;
+    p->canonical = ps->count;
     Py_DECREF(bytes);
-    return ps->count++;
+    for (int i = 0; i < ps->count; i++)
+        if (memcmp(ps->items[i].bytes, p->bytes, 16) == 0) {
+            p->canonical = i;
+            break;
+        }
+    ps->count++;
+    return p->canonical;
 }
 
 /* Distinct rollup keys of one message (project, app version, prompt name, prompt version, model): an
@@ -481,8 +487,7 @@ static int add_span(Output *out, const Span *s, Projects *projects, int project_
     int64_t end = num_of(s, S_END) > start ? num_of(s, S_END) : start;
     int64_t start_us = floor_div(start, 1000);
     int64_t status = num_of(s, S_STATUS);
-    if (start_us < MIN_START_US || start_us > MAX_START_US) reason = SKIP_START_RANGE;
-    else if (status < -32768 || status > 32767) reason = SKIP_STATUS_RANGE;
+    if (status < -32768 || status > 32767) reason = SKIP_STATUS_RANGE;
     else if (has_nul(s)) reason = SKIP_NUL;
     if (reason >= 0) {
         Slice name = text_of(s, S_NAME);

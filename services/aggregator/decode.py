@@ -104,16 +104,14 @@ GENERATION_DTYPE = np.dtype(
     }
 )
 
-# Why a span is left out, by the code both decoders give: Postgres (or Python's datetime) would refuse
-# the last three, and a refused row would fail its whole batch on every redelivery.
+# Why a span is left out, by the code both decoders give: Postgres would refuse the last two, and a
+# refused row would fail its whole batch on every redelivery.
 SKIP_REASONS = (
     "trace_id must be 16 bytes and span_id 8",
     "no project",
-    "start time is outside years 1 to 9999",
     "status does not fit a smallint",
     "a text field holds a NUL character",
 )
-_MIN_START_US, _MAX_START_US = -62135596800000000, 253402300799999999
 _PG_EPOCH_US = 946684800000000
 _US_PER_DAY = 86_400_000_000
 _STATUS_ERROR = 2
@@ -269,14 +267,12 @@ def is_generation(span: bus_pb2.CanonicalSpan) -> bool:
     return bool(span.model) and span.kind not in _NOT_GENERATIONS
 
 
-def _skip_code(span: bus_pb2.CanonicalSpan, start: int) -> int | None:
+def _skip_code(span: bus_pb2.CanonicalSpan) -> int | None:
     """Why a span with a project cannot be stored, or None."""
-    if not _MIN_START_US <= start // 1000 <= _MAX_START_US:
-        return 2
     if not -32768 <= span.status <= 32767:
-        return 3
+        return 2
     if any("\x00" in getattr(span, name) for name in _TEXT_FIELDS):
-        return 4
+        return 3
     return None
 
 
@@ -369,7 +365,7 @@ def decode_spans_reference(data: bytes) -> DecodedSpans:
             continue
         start = span.start_time_unix_nano or batch.received_unix_nano
         end = max(span.end_time_unix_nano, start)
-        if (code := _skip_code(span, start)) is not None:
+        if (code := _skip_code(span)) is not None:
             skipped.append(_skipped(span.name, code))
             continue
         generation = is_generation(span)
