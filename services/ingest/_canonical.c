@@ -123,14 +123,21 @@ typedef struct {
     PyObject *s_attributes, *s_resource, *s_messages, *s_exception, *s_price;
 } Canonicaliser;
 
+/* A name's hash, eight bytes at a time (names are 10 to 60 bytes). */
 static uint64_t hash_of(const char *s, Py_ssize_t n)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 1099511628211ULL;
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)n;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
     }
-    return h;
+    uint64_t tail = 0;
+    memcpy(&tail, s + i, (size_t)(n - i));
+    h = (h ^ tail) * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 32);
 }
 
 static const Name *find_name(const Canonicaliser *self, const char *key, Py_ssize_t len)
@@ -383,10 +390,8 @@ typedef struct {
     Py_ssize_t len, cap;
 } Buf;
 
-static int buf_reserve(Buf *b, Py_ssize_t extra)
+static int buf_grow(Buf *b, Py_ssize_t extra)
 {
-    if (b->len + extra <= b->cap)
-        return OK;
     Py_ssize_t cap = b->cap ? b->cap : 1024;
     while (cap < b->len + extra) {
         if (cap > PY_SSIZE_T_MAX / 2) {
@@ -403,6 +408,30 @@ static int buf_reserve(Buf *b, Py_ssize_t extra)
     b->data = data;
     b->cap = cap;
     return OK;
+}
+
+static inline int buf_reserve(Buf *b, Py_ssize_t extra)
+{
+    return b->len + extra <= b->cap ? OK : buf_grow(b, extra);
+}
+
+/* An int64 in decimal; returns its length (at most 20). */
+static Py_ssize_t decimal(int64_t v, char *out)
+{
+    char digits[20];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    Py_ssize_t len = 0;
+    if (v < 0)
+        out[len++] = '-';
+    while (n)
+        out[len++] = digits[--n];
+    out[len] = '\0';
+    return len;
 }
 
 static int buf_put(Buf *b, const void *s, Py_ssize_t n)
@@ -431,6 +460,17 @@ static int put_varint(Buf *b, uint64_t v)
     return OK;
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether any of eight bytes is a control character, a quote or a backslash (exact, branch-free). */
+static int needs_escape(uint64_t w)
+{
+    uint64_t quote = w ^ (ONES * '"'), backslash = w ^ (ONES * '\\');
+    uint64_t found = ((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash) | ((w - ONES * 0x20) & ~w);
+    return (found & HIGHS) != 0;
+}
+
 /* A JSON string: quotes, backslashes and control characters escaped; the rest, valid UTF-8, as is. */
 static int put_json_string(Buf *b, const uint8_t *s, Py_ssize_t n)
 {
@@ -443,6 +483,16 @@ static int put_json_string(Buf *b, const uint8_t *s, Py_ssize_t n)
     char *o = b->data + b->len;
     *o++ = '"';
     for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + 8 <= n) { /* eight bytes at a time while none needs escaping */
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!needs_escape(w)) {
+                memcpy(o, s + i, 8);
+                o += 8;
+                i += 7;
+                continue;
+            }
+        }
         uint8_t c = s[i];
         if (c >= 0x20 && c != '"' && c != '\\') {
             *o++ = (char)c;
@@ -497,7 +547,14 @@ static PyObject *value_to_python(const Value *v)
     }
 }
 
-static int double_repr(double d, char *out, Py_ssize_t *n)
+typedef struct {
+    uint64_t bits;
+    Py_ssize_t n;
+    char text[40];
+} Repr;
+#define REPRS 16 /* doubles whose repr one request remembers (a temperature repeats in every span) */
+
+static int double_repr_uncached(double d, char *out, Py_ssize_t *n)
 {
     char *text = PyOS_double_to_string(d, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (text == NULL)
@@ -511,6 +568,26 @@ static int double_repr(double d, char *out, Py_ssize_t *n)
     PyMem_Free(text);
     *n = (Py_ssize_t)len;
     return OK;
+}
+
+/* repr(d), as str(float) writes it, remembered by its bits. */
+static int double_repr(Repr *cache, double d, char *out, Py_ssize_t *n)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, 8);
+    Repr *slot = &cache[(bits * 0x9E3779B97F4A7C15ULL) >> 60];
+    if (slot->n > 0 && slot->bits == bits) {
+        memcpy(out, slot->text, (size_t)slot->n + 1);
+        *n = slot->n;
+        return OK;
+    }
+    int rc = double_repr_uncached(d, out, n);
+    if (rc == OK) {
+        slot->bits = bits;
+        slot->n = *n;
+        memcpy(slot->text, out, (size_t)*n + 1);
+    }
+    return rc;
 }
 
 /* All ASCII digits, 1 to 18 of them: their number (no overflow possible); else -1. */
@@ -531,7 +608,7 @@ static int64_t ascii_digits(const char *s, Py_ssize_t n)
 
 /* A converter of a common kind, natively: OK with `out` (V_NONE for None), DEFER when the value
  * needs the Python converter, FAIL on a Python error. Mirrors conventions/convention.py. */
-static int convert_native(const Canonicaliser *self, const Rule *rule, const Value *in, Value *out)
+static int convert_native(const Canonicaliser *self, Repr *reprs, const Rule *rule, const Value *in, Value *out)
 {
     out->kind = V_NONE;
     switch (rule->kind) {
@@ -543,7 +620,7 @@ static int convert_native(const Canonicaliser *self, const Rule *rule, const Val
         }
         out->kind = V_NUMSTR;
         if (in->kind == V_INT) {
-            out->n = (Py_ssize_t)snprintf(out->num, sizeof out->num, "%lld", (long long)in->i);
+            out->n = decimal(in->i, out->num);
             return OK;
         }
         if (in->kind == V_BOOL) {
@@ -551,7 +628,7 @@ static int convert_native(const Canonicaliser *self, const Rule *rule, const Val
             memcpy(out->num, in->i ? "True" : "False", (size_t)out->n + 1);
             return OK;
         }
-        return double_repr(in->d, out->num, &out->n);
+        return double_repr(reprs, in->d, out->num, &out->n);
     case K_COUNT:
     case K_VERSION: {
         int64_t number = -1;
@@ -654,10 +731,16 @@ static int convert_native(const Canonicaliser *self, const Rule *rule, const Val
 
 /* ---------------------------------------------------------------- one request */
 
+/* A span attribute's JSON member: written in `json`, or, for a text that may travel as the input or
+ * output (and then leave attributes_json), its name and text, escaped only if it stays. */
 typedef struct {
     Py_ssize_t off, len;
+    const uint8_t *key, *text;
+    Py_ssize_t klen, tlen;
+    int deferred;
     int removed;
 } Fragment;
+
 
 typedef struct {
     int set;
@@ -695,6 +778,7 @@ typedef struct {
     PyObject *keep;     /* Python objects this span's values point into */
     Prices prices[MAX_MODELS];
     int nprices;
+    Repr reprs[REPRS];
 } Request;
 
 static void found_clear(Request *q)
@@ -758,22 +842,44 @@ static void contribute(Request *q, int field, int rank, const Value *v, Py_ssize
     held->v = *v;
 }
 
-static int add_fragment(Request *q, Py_ssize_t off)
+static Fragment *new_fragment(Request *q)
 {
     if (q->nfragments == q->capfragments) {
         Py_ssize_t cap = q->capfragments ? q->capfragments * 2 : 64;
         Fragment *grown = PyMem_Realloc(q->fragments, (size_t)cap * sizeof(Fragment));
         if (grown == NULL) {
             PyErr_NoMemory();
-            return FAIL;
+            return NULL;
         }
         q->fragments = grown;
         q->capfragments = cap;
     }
     Fragment *fragment = &q->fragments[q->nfragments++];
+    memset(fragment, 0, sizeof *fragment);
+    return fragment;
+}
+
+/* The member written in `json` from `off` on. */
+static int add_fragment(Request *q, Py_ssize_t off)
+{
+    Fragment *fragment = new_fragment(q);
+    if (fragment == NULL)
+        return FAIL;
     fragment->off = off;
     fragment->len = q->json.len - off;
-    fragment->removed = 0;
+    return OK;
+}
+
+static int add_deferred(Request *q, const Slice *key, const Value *text)
+{
+    Fragment *fragment = new_fragment(q);
+    if (fragment == NULL)
+        return FAIL;
+    fragment->deferred = 1;
+    fragment->key = key->data;
+    fragment->klen = key->len;
+    fragment->text = (const uint8_t *)text->s;
+    fragment->tlen = text->n;
     return OK;
 }
 
@@ -906,15 +1012,16 @@ static int scalar_value(const uint8_t *raw, Py_ssize_t n, Py_ssize_t at, Value *
     }
 }
 
-static int put_json_value(Buf *b, const Value *v)
+static int put_json_value(Request *q, const Value *v)
 {
+    Buf *b = &q->json;
     char number[40];
     Py_ssize_t n;
     switch (v->kind) {
     case V_STR:
         return put_json_string(b, (const uint8_t *)v->s, v->n);
     case V_INT:
-        n = (Py_ssize_t)snprintf(number, sizeof number, "%lld", (long long)v->i);
+        n = decimal(v->i, number);
         return buf_put(b, number, n);
     case V_BOOL:
         return buf_put(b, v->i ? "true" : "false", v->i ? 4 : 5);
@@ -922,7 +1029,7 @@ static int put_json_value(Buf *b, const Value *v)
         if (!isfinite(v->d))
             return buf_put(b, "null", 4);
         {
-            int rc = double_repr(v->d, number, &n);
+            int rc = double_repr(q->reprs, v->d, number, &n);
             return rc != OK ? rc : buf_put(b, number, n);
         }
     }
@@ -949,21 +1056,26 @@ static int attribute(Request *q, const uint8_t *raw, Py_ssize_t n)
     const Name *name = find_name(self, (const char *)key.data, key.len);
     if ((name != NULL && name->slow) || (name == NULL && starts_numbered(self, &key)))
         return attribute_in_python(q, raw, n);
-    Py_ssize_t off = q->json.len;
-    if (put_json_string(&q->json, key.data, key.len) < 0 || buf_put(&q->json, ":", 1) < 0)
-        return FAIL;
-    int rc = put_json_value(&q->json, &value);
-    if (rc != OK)
-        return rc;
-    if (add_fragment(q, off) < 0)
-        return FAIL;
+    int rc;
+    if (name != NULL && name->carried && value.kind == V_STR) {
+        if (add_deferred(q, &key, &value) < 0)
+            return FAIL;
+    } else {
+        Py_ssize_t off = q->json.len;
+        if (put_json_string(&q->json, key.data, key.len) < 0 || buf_put(&q->json, ":", 1) < 0)
+            return FAIL;
+        if ((rc = put_json_value(q, &value)) != OK)
+            return rc;
+        if (add_fragment(q, off) < 0)
+            return FAIL;
+    }
     if (name == NULL)
         return OK;
     Py_ssize_t carried = name->carried && value.kind == V_STR ? q->nfragments - 1 : -1;
     for (int r = 0; r < name->nrules; r++) {
         const Rule *rule = &name->rules[r];
         Value out;
-        rc = convert_native(self, rule, &value, &out);
+        rc = convert_native(self, q->reprs, rule, &value, &out);
         if (rc == FAIL)
             return FAIL;
         if (rc == DEFER) {
@@ -1100,6 +1212,8 @@ done:
     return rc;
 }
 
+static int same_fragment(const Request *q, const Fragment *a, const Fragment *b);
+
 /* The carried input/output travel once, in their own fields: their JSON members leave attributes_json
  * (the first member equal to the winner's, as list.remove does). */
 static void remove_carried(Request *q, int field)
@@ -1110,12 +1224,23 @@ static void remove_carried(Request *q, int field)
     const Fragment *winner = &q->fragments[held->fragment];
     for (Py_ssize_t i = 0; i < q->nfragments; i++) {
         Fragment *f = &q->fragments[i];
-        if (!f->removed && f->len == winner->len &&
-            memcmp(q->json.data + f->off, q->json.data + winner->off, (size_t)f->len) == 0) {
+        if (!f->removed && same_fragment(q, f, winner)) {
             f->removed = 1;
             return;
         }
     }
+}
+
+static int same_fragment(const Request *q, const Fragment *a, const Fragment *b)
+{
+    if (a == b)
+        return 1;
+    if (a->deferred != b->deferred)
+        return 0;
+    if (a->deferred)
+        return a->klen == b->klen && a->tlen == b->tlen && memcmp(a->key, b->key, (size_t)a->klen) == 0 &&
+               memcmp(a->text, b->text, (size_t)a->tlen) == 0;
+    return a->len == b->len && memcmp(q->json.data + a->off, q->json.data + b->off, (size_t)a->len) == 0;
 }
 
 static int build_attributes_json(Request *q)
@@ -1130,14 +1255,18 @@ static int build_attributes_json(Request *q)
         const Fragment *f = &q->fragments[i];
         if (f->removed)
             continue;
-        if (!first)
-            b->data[b->len++] = ',';
-        memcpy(b->data + b->len, q->json.data + f->off, (size_t)f->len);
-        b->len += f->len;
+        if (!first && buf_put(b, ",", 1) < 0)
+            return FAIL;
         first = 0;
+        if (!f->deferred) {
+            if (buf_put(b, q->json.data + f->off, f->len) < 0)
+                return FAIL;
+        } else if (put_json_string(b, f->key, f->klen) < 0 || buf_put(b, ":", 1) < 0 ||
+                   put_json_string(b, f->text, f->tlen) < 0) {
+            return FAIL;
+        }
     }
-    b->data[b->len++] = '}';
-    return OK;
+    return buf_put(b, "}", 1);
 }
 
 /* The exception event's message, as normalise._exception_message gives it. */

@@ -10,6 +10,7 @@ request inside the stream's duplicate window is stored once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -42,27 +43,33 @@ def _encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL_VARINTS = [_encode_varint(n) for n in range(1 << 14)]  # every length of up to two bytes
+_SMALL = 1 << 14  # every length of up to two varint bytes
+_SMALL_VARINTS = [_encode_varint(n) for n in range(_SMALL)]
 
 
-def _varint(value: int) -> bytes:
-    return _SMALL_VARINTS[value] if value < 1 << 14 else _encode_varint(value)
+@functools.cache
+def _small_prefixes(tag: bytes) -> list[bytes]:
+    """The field's tag and length, for every small length."""
+    return [tag + varint for varint in _SMALL_VARINTS]
 
 
 def compose(head: bytes, tag: bytes, items: Iterable[bytes], limit: int) -> list[bytes]:
     """`head` plus the serialised items as a repeated field, in as few messages of at most `limit` bytes as fit."""
+    prefixes = _small_prefixes(tag)
     chunks: list[bytes] = []
     parts: list[bytes] = [head]
     size = len(head)
     for index, body in enumerate(items):
-        field = tag + _varint(len(body)) + body
-        if len(head) + len(field) > limit:
-            raise TooLarge(f"record {index} is {len(body)} bytes, more than one bus message can carry ({limit})")
-        if size + len(field) > limit:
+        length = len(body)
+        prefix = prefixes[length] if length < _SMALL else tag + _encode_varint(length)
+        field_size = len(prefix) + length
+        if len(head) + field_size > limit:
+            raise TooLarge(f"record {index} is {length} bytes, more than one bus message can carry ({limit})")
+        if size + field_size > limit:
             chunks.append(b"".join(parts))
             parts, size = [head], len(head)
-        parts.append(field)
-        size += len(field)
+        parts += (prefix, body)  # the items' bytes are copied once, by the join
+        size += field_size
     chunks.append(b"".join(parts))
     return chunks
 
