@@ -9,7 +9,6 @@ version whatever the range, instead of one per minute.
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,7 +19,7 @@ import msgspec
 import numpy as np
 
 from services.aggregator.decode import HAS_COST, HAS_INPUT, HAS_OUTPUT, HAS_TTFT, IS_ERROR
-from services.aggregator.sketches import Sketch, decode, encode, merge
+from services.aggregator.sketches import Encoded, Sketch, absorb_encoded, decode, encode, merge, sketches_of_groups
 
 # 1, 5, 15 minutes; 1, 6 hours; 1, 2, 4, 8, 16, 32 days. A range's edges need at most a few blocks
 # of each level, and the long middle a handful of the 2^k-day blocks.
@@ -170,11 +169,6 @@ def minute_cells(gens: Iterable[Generation], scores: Iterable[AppliedScore] = ()
     return cells
 
 
-def _sketches_of_groups(values: np.ndarray, bounds: list[int]) -> list[Sketch]:
-    """A sketch of each group's values (a group is values[bounds[i]:bounds[i + 1]]; NaN: no value)."""
-    return [Sketch.of(values[a:b]) for a, b in itertools.pairwise(bounds)]
-
-
 def generation_cells(records: np.ndarray, keys: Sequence[tuple[uuid.UUID, RollupKey]]) -> dict[CellId, Cell]:
     """One-minute cells of generation records (decode.GENERATION_DTYPE), grouped with array operations.
 
@@ -188,7 +182,6 @@ def generation_cells(records: np.ndarray, keys: Sequence[tuple[uuid.UUID, Rollup
     g, minutes = records[order], minutes[order]
     key = g["key"]
     starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (minutes[1:] != minutes[:-1])])
-    bounds = [*starts.tolist(), int(g.size)]
     flags = g["flags"]
 
     def present(flag: int, column: str) -> np.ndarray:
@@ -198,14 +191,14 @@ def generation_cells(records: np.ndarray, keys: Sequence[tuple[uuid.UUID, Rollup
         return np.add.reduceat(np.where(flags & flag != 0, g[column], 0), starts).tolist()
 
     sketches = {
-        LATENCY: _sketches_of_groups(g["latency_ms"], bounds),
-        TTFT: _sketches_of_groups(present(HAS_TTFT, "ttft_ms"), bounds),
-        INPUT_TOKENS: _sketches_of_groups(present(HAS_INPUT, "input_tokens"), bounds),
-        OUTPUT_TOKENS: _sketches_of_groups(present(HAS_OUTPUT, "output_tokens"), bounds),
-        COST: _sketches_of_groups(present(HAS_COST, "cost"), bounds),
+        LATENCY: sketches_of_groups(g["latency_ms"], starts),
+        TTFT: sketches_of_groups(present(HAS_TTFT, "ttft_ms"), starts),
+        INPUT_TOKENS: sketches_of_groups(present(HAS_INPUT, "input_tokens"), starts),
+        OUTPUT_TOKENS: sketches_of_groups(present(HAS_OUTPUT, "output_tokens"), starts),
+        COST: sketches_of_groups(present(HAS_COST, "cost"), starts),
     }
     columns = zip(
-        np.diff(bounds).tolist(),
+        np.diff(np.append(starts, g.size)).tolist(),
         np.add.reduceat((flags & IS_ERROR != 0).astype(np.int64), starts).tolist(),
         total(HAS_INPUT, "input_tokens"),
         total(HAS_OUTPUT, "output_tokens"),
@@ -282,6 +275,25 @@ def cover(start_minute: int, end_minute: int, levels: tuple[int, ...] = LEVELS) 
 def to_blob(cell: Cell) -> bytes:
     """The cell's sketches and score errors as stored in rollups.sketches."""
     return msgspec.msgpack.encode({"s": {n: encode(s) for n, s in cell.sketches.items()}, "e": cell.score_errors})
+
+
+def absorb_into_blobs(blobs: Sequence[bytes], cells: Sequence[Cell]) -> list[bytes]:
+    """[to_blob(the stored cell absorbing cell)] for each stored blob and cell, every sketch merged at once."""
+    decoded = [msgspec.msgpack.decode(blob) if blob else {"s": {}, "e": {}} for blob in blobs]
+    where: list[tuple[dict, str]] = []
+    stored: list[Encoded | None] = []
+    new: list[Sketch] = []
+    for raw, cell in zip(decoded, cells, strict=True):
+        for name, sketch in cell.sketches.items():
+            where.append((raw["s"], name))
+            stored.append(raw["s"].get(name))
+            new.append(sketch)
+        errors = raw["e"]
+        for name, count in cell.score_errors.items():
+            errors[name] = errors.get(name, 0) + count
+    for (sketches, name), merged in zip(where, absorb_encoded(stored, new), strict=True):
+        sketches[name] = merged
+    return [msgspec.msgpack.encode(raw) for raw in decoded]
 
 
 def sketches_from_blob(blob: bytes) -> tuple[dict[str, Sketch], dict[str, int]]:

@@ -164,6 +164,50 @@ class Sketch:
         return [float(v) for v in np.clip(out, self.low, self.high)]
 
 
+def _bins_of_groups(keys: np.ndarray, groups: np.ndarray, n: int) -> list[Bins]:
+    """Bins.of_keys of each group's keys (`groups` sorted: each group's keys are contiguous)."""
+    bounds = np.searchsorted(groups, np.arange(n + 1)).tolist()
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        if a == b:
+            out.append(Bins())
+            continue
+        part = keys[a:b]
+        low = int(part.min())
+        out.append(Bins(low, np.bincount(part - low)))
+    return out
+
+
+def sketches_of_groups(values: np.ndarray, starts: np.ndarray) -> list[Sketch]:
+    """[Sketch.of(values[starts[i]:starts[i + 1]]) for each i], the last group running to the end.
+
+    One pass of array operations over all groups, then a few per group: the write path sketches
+    every metric of every minute cell of a batch, hundreds of small groups at a time.
+    """
+    n = int(starts.size)
+    group = np.repeat(np.arange(n), np.diff(np.append(starts, values.size)))
+    finite = np.isfinite(values)
+    v, g = values[finite], group[finite]
+    count = np.bincount(g, minlength=n).tolist()
+    total = np.bincount(g, weights=v, minlength=n).tolist()
+    low, high = np.full(n, math.inf), np.full(n, -math.inf)
+    if v.size:
+        present = np.flatnonzero(np.bincount(g, minlength=n))
+        first = np.searchsorted(g, present)
+        low[present] = np.minimum.reduceat(v, first)
+        high[present] = np.maximum.reduceat(v, first)
+    tiny = np.abs(v) < _MIN_VALUE
+    zeros = np.bincount(g[tiny], minlength=n).tolist()
+    pos, neg = (v > 0) & ~tiny, (v < 0) & ~tiny
+    positive = _bins_of_groups(keys_of(v[pos]), g[pos], n)
+    negative = _bins_of_groups(keys_of(-v[neg]), g[neg], n) if neg.any() else [Bins() for _ in range(n)]
+    lows, highs = low.tolist(), high.tolist()
+    return [
+        Sketch(count[i], total[i], lows[i], highs[i], zeros[i], positive[i], negative[i]) if count[i] else Sketch()
+        for i in range(n)
+    ]
+
+
 def merge(sketches: Sequence[Sketch]) -> Sketch:
     """The sketch of the union of the sketched values (associative and commutative).
 
@@ -312,6 +356,123 @@ def _bins_many(stores: list[tuple[int, list[object]]], n: int) -> list[Bins]:
     matrix = np.bincount(slots * width + (keys - low), weights=counts, minlength=n * width)
     rows = matrix.astype(np.int64).reshape(n, width)
     return [Bins(low, rows[i]) for i in range(n)]
+
+
+def _encode_many(stores: list[tuple[int, list[object]]], n: int) -> list[list[object]]:
+    """For each of n slots, _encode_bins() of the sum of its encoded stores, in the same bytes.
+
+    Every slot's stores are added into its own stretch of one array (a dense store in one slice
+    addition, no per-bin work), then counts, types and byte strings come from whole-array
+    operations: the write path re-encodes every touched rollup row's sketches on each batch.
+    """
+    out: list[list[object]] = [[] for _ in range(n)]
+    if not stores:
+        return out
+    parts: list[tuple[int, int, np.ndarray, np.ndarray | None]] = []  # slot, first key, counts, sparse keys
+    low: dict[int, int] = {}
+    high: dict[int, int] = {}
+    for slot, raw in stores:
+        dtype, first = _DTYPES[raw[1]], int(raw[2])  # type: ignore[call-overload]
+        keys = None
+        if raw[0] == 0:
+            counts = np.frombuffer(raw[3], dtype=dtype)  # type: ignore[call-overload]
+            last = first + counts.size - 1
+        else:
+            keys = np.cumsum(np.frombuffer(raw[3], dtype=np.int32), dtype=np.int64)  # type: ignore[call-overload]
+            counts = np.frombuffer(raw[4], dtype=dtype)  # type: ignore[call-overload]
+            last = first + int(keys[-1])
+        if counts.dtype == np.uint64:
+            counts = counts.view(np.int64)  # counts stay far below 2**63; uint64 + int64 would be float
+        parts.append((slot, first, counts, keys))
+        low[slot] = min(low.get(slot, first), first)
+        high[slot] = max(high.get(slot, last), last)
+    # each slot's stretch spans the union of its stores' ranges, as merge_bins() makes it
+    present = sorted(low)
+    offset = {slot: low[slot] for slot in present}
+    widths = [high[slot] - low[slot] + 1 for slot in present]
+    bases = list(itertools.accumulate(widths, initial=0))
+    base = dict(zip(present, bases, strict=False))
+    laid = np.zeros(bases[-1], dtype=np.int64)
+    for slot, first, counts, keys in parts:
+        at = base[slot] + first - offset[slot]
+        if keys is None:
+            laid[at : at + counts.size] += counts
+        else:
+            laid[at + keys] += counts  # a store's keys are distinct
+    starts = np.array(bases[:-1], dtype=np.int64)
+    width = np.array(widths, dtype=np.int64)
+    top = np.maximum.reduceat(laid, starts)
+    codes = (top > _DTYPE_MAX[0]).astype(np.int64) + (top > _DTYPE_MAX[1]) + (top > _DTYPE_MAX[2])
+    nonzero = np.flatnonzero(laid)
+    a, b = np.searchsorted(nonzero, starts), np.searchsorted(nonzero, starts + width)
+    itemsize = 1 << codes
+    dense = width * itemsize <= (b - a) * (4 + itemsize)
+    deltas = np.diff(nonzero, prepend=0).astype(np.int32)
+    deltas[a[a < nonzero.size]] = 0
+    delta_bytes = deltas.tobytes()
+    as_type: dict[int, tuple[bytes, bytes]] = {}
+    for code in set(codes.tolist()):
+        as_type[code] = (laid.astype(_DTYPES[code]).tobytes(), laid[nonzero].astype(_DTYPES[code]).tobytes())
+    live = b > a  # a slot whose counts cancelled to nothing stays empty
+    first_at, last_at = nonzero[a[live]], nonzero[b[live] - 1]  # positions in `laid` of each slot's edges
+    firsts = (first_at - starts[live] + np.array([offset[p] for p in present], dtype=np.int64)[live]).tolist()
+    rows = zip(
+        np.array(present)[live].tolist(),
+        codes[live].tolist(),
+        dense[live].tolist(),
+        firsts,
+        first_at.tolist(),
+        (last_at + 1).tolist(),
+        a[live].tolist(),
+        b[live].tolist(),
+        strict=True,
+    )
+    for slot, code, is_dense, first, start, stop, i, j in rows:
+        size = 1 << code
+        if is_dense:
+            out[slot] = [0, code, first, as_type[code][0][start * size : stop * size]]
+        else:
+            out[slot] = [1, code, first, delta_bytes[i * 4 : j * 4], as_type[code][1][i * size : j * size]]
+    return out
+
+
+def _as_store(bins: Bins) -> list[object]:
+    """Bins as an encoded dense store of uint64 counts (what _store_parts reads)."""
+    return [0, 3, bins.offset, bins.counts.astype(np.uint64).tobytes()]
+
+
+def absorb_encoded(stored: Sequence[Encoded | None], new: Sequence[Sketch]) -> list[Encoded]:
+    """[encode(merge([decode(s), n])) for s, n in zip(stored, new)] (None: nothing stored), bins all at once."""
+    positive: list[tuple[int, list[object]]] = []
+    negative: list[tuple[int, list[object]]] = []
+    for slot, (old, sketch) in enumerate(zip(stored, new, strict=True)):
+        if old is not None and old[0]:
+            if old[5]:
+                positive.append((slot, old[5]))  # type: ignore[arg-type]
+            if old[6]:
+                negative.append((slot, old[6]))  # type: ignore[arg-type]
+        if sketch.count:
+            if sketch.positive.counts.size:
+                positive.append((slot, _as_store(sketch.positive)))
+            if sketch.negative.counts.size:
+                negative.append((slot, _as_store(sketch.negative)))
+    pos, neg = _encode_many(positive, len(new)), _encode_many(negative, len(new))
+    out: list[Encoded] = []
+    for slot, (old, sketch) in enumerate(zip(stored, new, strict=True)):
+        if old is None or not old[0]:
+            scalars = [sketch.count, sketch.total, sketch.low, sketch.high, sketch.zeros] if sketch.count else None
+        elif not sketch.count:
+            scalars = [int(old[0]), float(old[1]), float(old[2]), float(old[3]), int(old[4])]  # type: ignore[call-overload, arg-type]
+        else:
+            scalars = [
+                int(old[0]) + sketch.count,  # type: ignore[call-overload]
+                math.fsum((float(old[1]), sketch.total)),  # type: ignore[arg-type]
+                min(float(old[2]), sketch.low),  # type: ignore[arg-type]
+                max(float(old[3]), sketch.high),  # type: ignore[arg-type]
+                int(old[4]) + sketch.zeros,  # type: ignore[call-overload]
+            ]
+        out.append([*scalars, pos[slot], neg[slot]] if scalars else encode(Sketch()))
+    return out
 
 
 def merge_encoded_groups(groups: Sequence[Sequence[Encoded]]) -> list[Sketch]:

@@ -33,7 +33,7 @@ from services.aggregator.decode import (
     DecodedSpans,
     ScoreRow,
 )
-from services.aggregator.rollup import AppliedScore, Cell, CellId, RollupKey, sketches_from_blob, to_blob
+from services.aggregator.rollup import AppliedScore, Cell, CellId, RollupKey, absorb_into_blobs
 from services.aggregator.scores import TraceSpan, settle
 from services.common.logs import get_logger
 
@@ -359,6 +359,14 @@ def _key_arrays(ids: Sequence[CellId]) -> list[list]:
     ]
 
 
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 async def add_to_rollups(conn: Conn, cells: dict[CellId, Cell]) -> None:
     """Add each cell into its rollup row: rows are created, then locked in one key order, merged, written."""
     if not cells:
@@ -374,29 +382,18 @@ async def add_to_rollups(conn: Conn, cells: dict[CellId, Cell]) -> None:
         f"ORDER BY {_ORDER} FOR UPDATE OF r",
         *keys,
     )
-    merged: dict[CellId, Cell] = {}
-    for r in current:
-        cid = (
+    rows = {
+        (
             r["project_id"],
             r["width_minutes"],
             r["bucket"],
             RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
-        )
-        sketches, score_errors = sketches_from_blob(r["sketches"])
-        cell = Cell(
-            r["generation_count"],
-            r["error_count"],
-            r["input_tokens"],
-            r["output_tokens"],
-            r["cost"],
-            r["first_ns"],
-            r["last_ns"],
-            sketches,
-            score_errors,
-        )
-        cell.absorb(cells[cid])
-        merged[cid] = cell
-    out = [merged[cid] for cid in ids]
+        ): r
+        for r in current
+    }
+    stored = [rows[cid] for cid in ids]
+    new = [cells[cid] for cid in ids]
+    blobs = absorb_into_blobs([r["sketches"] for r in stored], new)
     await conn.execute(
         f"UPDATE rollups r SET generation_count = u.g, error_count = u.e, input_tokens = u.i, output_tokens = u.o, "
         "cost = u.c, first_ns = u.f, last_ns = u.l, sketches = u.s "
@@ -406,12 +403,12 @@ async def add_to_rollups(conn: Conn, cells: dict[CellId, Cell]) -> None:
         "WHERE (r.project_id, r.width_minutes, r.bucket, r.app_version, r.prompt_name, r.prompt_version, r.model) "
         "= (u.project_id, u.width_minutes, u.bucket, u.app_version, u.prompt_name, u.prompt_version, u.model)",
         *keys,
-        [c.generations for c in out],
-        [c.errors for c in out],
-        [c.input_tokens for c in out],
-        [c.output_tokens for c in out],
-        [c.cost for c in out],
-        [c.first_ns for c in out],
-        [c.last_ns for c in out],
-        [to_blob(c) for c in out],
+        [r["generation_count"] + c.generations for r, c in zip(stored, new, strict=True)],
+        [r["error_count"] + c.errors for r, c in zip(stored, new, strict=True)],
+        [r["input_tokens"] + c.input_tokens for r, c in zip(stored, new, strict=True)],
+        [r["output_tokens"] + c.output_tokens for r, c in zip(stored, new, strict=True)],
+        [r["cost"] + c.cost for r, c in zip(stored, new, strict=True)],
+        [_earliest(r["first_ns"], c.first_ns) for r, c in zip(stored, new, strict=True)],
+        [_latest(r["last_ns"], c.last_ns) for r, c in zip(stored, new, strict=True)],
+        blobs,
     )
