@@ -9,8 +9,9 @@ Several concurrent OTLP/HTTP clients send pre-encoded requests of 512 realistic 
 `--pure` measures the pure path alone, in this process, without a server: decode + normalise +
 price + encode, the CPU microseconds one span costs (best of several rounds, as other work on
 the machine only ever adds time), and the same with cProfile's top functions with `--profile`.
+It runs the C accelerator when it is built; `--python` measures the Python reference path instead.
 
-    .venv/bin/python -m tests.bench.bench_ingest --pure [--rounds 10] [--profile]
+    .venv/bin/python -m tests.bench.bench_ingest --pure [--rounds 10] [--profile] [--python]
 """
 
 from __future__ import annotations
@@ -114,17 +115,19 @@ def unique_bodies(count: int) -> list[bytes]:
     return bodies
 
 
-def pure_path(rounds: int, profile: bool) -> None:
+def pure_path(rounds: int, profile: bool, python: bool) -> None:
     """CPU per span of decode → normalise → price → encode, in this process."""
-    from services.ingest.decode import decode_protobuf
+    from services.ingest import canonical, decode
     from services.ingest.intake import prepare
     from services.ingest.pricing import BUILTIN
 
+    if python:  # the reference path: no accelerator
+        canonical.ACCELERATOR = None
     project = "8d6f1c9e-6a55-4f7e-9d2b-3f1f4f3f0a11"
     bodies = unique_bodies(8)
 
     def one_round() -> int:
-        return sum(prepare(decode_protobuf(body), project, (BUILTIN,), 8 << 20)[0] for body in bodies)
+        return sum(prepare(decode.decode_protobuf(body), project, (BUILTIN,), 8 << 20)[0] for body in bodies)
 
     one_round()  # warm caches of prices and imports
     best = float("inf")
@@ -133,7 +136,8 @@ def pure_path(rounds: int, profile: bool) -> None:
         spans = one_round()
         best = min(best, (time.process_time() - started) / spans)
     size = len(bodies[0])
-    print(f"pure path, one process: {size / 1024:.0f} KiB requests of {SPANS_PER_REQUEST} spans")
+    path = "C accelerator" if canonical.ACCELERATOR is not None else "Python reference"
+    print(f"pure path ({path}), one process: {size / 1024:.0f} KiB requests of {SPANS_PER_REQUEST} spans")
     print(f"CPU per span, best of {rounds} rounds of {spans} spans: {best * 1e6:.1f} µs")
     print(f"  → {1 / best:,.0f} spans/s per core")
     print(f"machine load average: {os.getloadavg()[0]:.1f}")
@@ -260,9 +264,10 @@ def main() -> None:
     parser.add_argument("--pure", action="store_true", help="the pure path in this process, no server")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--python", action="store_true", help="with --pure: the Python reference path, not C")
     args = parser.parse_args()
     if args.pure:
-        pure_path(args.rounds, args.profile)
+        pure_path(args.rounds, args.profile, args.python)
     else:
         asyncio.run(run(args.seconds, args.clients, args.workers))
 
