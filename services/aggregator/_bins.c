@@ -107,14 +107,39 @@ static int key_range(const Store *s, long long *low, long long *high) {
     return 1;
 }
 
-/* Add every store into row `slot` of the n × width matrix whose first column is key `low`: 1 done, 0 malformed. */
+/* A dense store's counts added into row[0..bins): one tight loop per count type. Counts of up to 32 bits
+ * cannot overflow an int64 however many stores add up (fewer than 2^31 of them); 64-bit ones are checked. */
+#define ADD_DENSE(type)                                                                                          \
+    for (Py_ssize_t i = 0; i < s->bins; i++) {                                                                   \
+        type v;                                                                                                  \
+        memcpy(&v, s->counts + sizeof(type) * i, sizeof(type));                                                  \
+        row[i] += (long long)v;                                                                                  \
+    }
+
+/* Add a store into row `slot` of the n × width matrix whose first column is key `low`: 1 done, 0 malformed. */
 static int add_store(const Store *s, long long *matrix, Py_ssize_t n, long long width, long long low) {
     if (s->slot < 0 || s->slot >= n) return 0;
     long long *row = matrix + s->slot * width;
+    if (!s->sparse) {
+        if (s->first < low || s->first - low + s->bins > width) return 0;
+        row += s->first - low;
+        switch (s->dtype) {
+        case 0: ADD_DENSE(uint8_t) break;
+        case 1: ADD_DENSE(uint16_t) break;
+        case 2: ADD_DENSE(uint32_t) break;
+        default:
+            for (Py_ssize_t i = 0; i < s->bins; i++) {
+                long long count = count_at(s, i);
+                if (count < 0 || row[i] > INT64_MAX - count) return 0;
+                row[i] += count;
+            }
+        }
+        return 1;
+    }
     long long key = s->first; /* a sparse store's first delta is 0: its keys are first + running sum */
     for (Py_ssize_t i = 0; i < s->bins; i++) {
         long long count = count_at(s, i);
-        key = s->sparse ? key + delta_at(s, i) : s->first + i;
+        key += delta_at(s, i);
         long long column = key - low;
         if (count < 0 || column < 0 || column >= width || row[column] > INT64_MAX - count) return 0;
         row[column] += count;

@@ -193,8 +193,9 @@ async def _read(
     by: str,
     keep: Callable[[RollupKey], bool],
     cached: Callable[[Hashable, _Version], bool],
-) -> tuple[dict[Hashable, _Version], dict[RowId, bytes]]:
-    """Every kept version's rows, and the sketches of the rows of uncached versions not decoded at their revision."""
+) -> tuple[dict[Hashable, _Version], dict[Hashable, list[DecodedRow]]]:
+    """Every kept version's rows, and the decoded rows of the versions without a cached ROW (fetching the
+    sketches of only the rows not decoded at their current revision)."""
     # one snapshot: the revisions read are those of the sketches read
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await conn.fetch(
@@ -212,25 +213,27 @@ async def _read(
                 v.rows.append(r)
                 v.ids.append((width, bucket, key))
                 v.revisions.append(revision)
-        wanted = [
-            row_id
+        # each uncached version's rows: decoded at their revision already, or to fetch
+        rows_of: dict[Hashable, list[DecodedRow | None]] = {
+            g: [CACHE.decoded.get((project, *i), rev) for i, rev in zip(v.ids, v.revisions, strict=True)]
             for g, v in versions.items()
             if not cached(g, v)
-            for row_id, revision in zip(v.ids, v.revisions, strict=True)
-            if CACHE.decoded.get((project, *row_id), revision) is None
-        ]
-        return versions, await _sketches_of(conn, project, wanted)
+        }
+        wanted = [i for g, rs in rows_of.items() for i, r in zip(versions[g].ids, rs, strict=True) if r is None]
+        blobs = await _sketches_of(conn, project, wanted)
+    return versions, {g: _decoded(project, versions[g], rs, blobs) for g, rs in rows_of.items()}
 
 
-def _decoded(project: uuid.UUID, v: _Version, blobs: dict[RowId, bytes]) -> list[DecodedRow]:
-    """The version's rows decoded: from the cache at their revision, or from the blobs just fetched."""
+def _decoded(
+    project: uuid.UUID, v: _Version, rows: list[DecodedRow | None], blobs: dict[RowId, bytes]
+) -> list[DecodedRow]:
+    """The version's rows decoded: those the cache held, the others from the blobs just fetched (and cached)."""
     out = []
-    for row_id, revision in zip(v.ids, v.revisions, strict=True):
-        identity: RowIdentity = (project, *row_id)
-        row = CACHE.decoded.get(identity, revision)
+    for row_id, revision, row in zip(v.ids, v.revisions, rows, strict=True):
         if row is None:
             blob = blobs.get(row_id)
             row = decode_row(blob) if blob is not None else EMPTY_ROW
+            identity: RowIdentity = (project, *row_id)
             CACHE.decoded.put(identity, revision, row)
         out.append(row)
     return out
@@ -257,9 +260,9 @@ async def _grouped(
             out[g] = hit
         return hit is not None
 
-    versions, blobs = await _read(conn, project, blocks, prompt_name, filters, by, keep, cached)
-    missing = [g for g in versions if g not in out]
-    merged = merge_groups([_decoded(project, versions[g], blobs) for g in missing])
+    versions, decoded = await _read(conn, project, blocks, prompt_name, filters, by, keep, cached)
+    missing = list(decoded)
+    merged = merge_groups([decoded[g] for g in missing])
     for g, summaries, errors in zip(missing, merged.summaries, merged.score_errors, strict=True):
         v = versions[g]
         row = metrics_row("", [], counters(v.rows), summaries, errors)
