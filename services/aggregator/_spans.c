@@ -176,6 +176,11 @@ static int skip_field(const uint8_t **p, const uint8_t *end, int wire) {
 static int valid_utf8(const uint8_t *s, Py_ssize_t n) {
     Py_ssize_t i = 0;
     while (i < n) {
+        uint64_t word;
+        if (n - i >= 8 && (memcpy(&word, s + i, 8), (word & UINT64_C(0x8080808080808080)) == 0)) {
+            i += 8; /* eight ASCII bytes */
+            continue;
+        }
         uint8_t c = s[i];
         if (c < 0x80) {
             i++;
@@ -224,15 +229,22 @@ static int read_slot(const uint8_t **p, const uint8_t *end, int wire, int kind, 
     return -1;
 }
 
-/* Field number → slot + 1 (0: not a field this decoder reads). */
+/* The field numbers of the slots, and for small numbers (all of bus.proto's) the slot of each. */
+#define DIRECT_FIELDS 64
 typedef struct {
     uint32_t numbers[N_SPAN_SLOTS + N_BATCH_SLOTS];
+    signed char span_slot[DIRECT_FIELDS]; /* -1: not a span field this decoder reads */
 } Layout;
 
 static int slot_of(const uint32_t *numbers, int count, uint64_t field) {
     for (int i = 0; i < count; i++)
         if (numbers[i] == field) return i;
     return -1;
+}
+
+static int span_slot_of(const Layout *layout, uint64_t field) {
+    if (field < DIRECT_FIELDS) return layout->span_slot[field];
+    return slot_of(layout->numbers, N_SPAN_SLOTS, field);
 }
 
 static int parse_span(const uint8_t *p, const uint8_t *end, const Layout *layout, Span *span) {
@@ -243,7 +255,7 @@ static int parse_span(const uint8_t *p, const uint8_t *end, const Layout *layout
         uint64_t field = tag >> 3;
         int wire = (int)(tag & 7);
         if (field == 0 || field > 536870911) return -1;
-        int slot = slot_of(layout->numbers, N_SPAN_SLOTS, field);
+        int slot = span_slot_of(layout, field);
         if (slot < 0) {
             if (skip_field(&p, end, wire)) return -1;
             continue;
@@ -545,6 +557,9 @@ static int read_layout(PyObject *tuple, Layout *layout) {
         }
         layout->numbers[i] = (uint32_t)v;
     }
+    memset(layout->span_slot, -1, sizeof layout->span_slot);
+    for (int i = N_SPAN_SLOTS - 1; i >= 0; i--) /* the first slot of a number wins, as in slot_of */
+        if (layout->numbers[i] < DIRECT_FIELDS) layout->span_slot[layout->numbers[i]] = (signed char)i;
     return 0;
 }
 
