@@ -358,19 +358,24 @@ def _bins_many(stores: list[tuple[int, list[object]]], n: int) -> list[Bins]:
     return [Bins(low, rows[i]) for i in range(n)]
 
 
-def _encode_many(stores: list[tuple[int, list[object]]], n: int) -> list[list[object]]:
-    """For each of n slots, _encode_bins() of the sum of its encoded stores, in the same bytes.
+def _encode_many(stores: list[tuple[int, list[object]]], bins: list[tuple[int, Bins]], n: int) -> list[list[object]]:
+    """For each of n slots, _encode_bins() of the sum of its encoded stores and bins, in the same bytes.
 
     Every slot's stores are added into its own stretch of one array (a dense store in one slice
     addition, no per-bin work), then counts, types and byte strings come from whole-array
     operations: the write path re-encodes every touched rollup row's sketches on each batch.
     """
     out: list[list[object]] = [[] for _ in range(n)]
-    if not stores:
+    if not stores and not bins:
         return out
     parts: list[tuple[int, int, np.ndarray, np.ndarray | None]] = []  # slot, first key, counts, sparse keys
     low: dict[int, int] = {}
     high: dict[int, int] = {}
+    for slot, part in bins:
+        last = part.offset + part.counts.size - 1
+        parts.append((slot, part.offset, part.counts, None))
+        low[slot] = min(low.get(slot, part.offset), part.offset)
+        high[slot] = max(high.get(slot, last), last)
     for slot, raw in stores:
         dtype, first = _DTYPES[raw[1]], int(raw[2])  # type: ignore[call-overload]
         keys = None
@@ -436,15 +441,12 @@ def _encode_many(stores: list[tuple[int, list[object]]], n: int) -> list[list[ob
     return out
 
 
-def _as_store(bins: Bins) -> list[object]:
-    """Bins as an encoded dense store of uint64 counts (what _store_parts reads)."""
-    return [0, 3, bins.offset, bins.counts.astype(np.uint64).tobytes()]
-
-
 def absorb_encoded(stored: Sequence[Encoded | None], new: Sequence[Sketch]) -> list[Encoded]:
     """[encode(merge([decode(s), n])) for s, n in zip(stored, new)] (None: nothing stored), bins all at once."""
     positive: list[tuple[int, list[object]]] = []
     negative: list[tuple[int, list[object]]] = []
+    new_positive: list[tuple[int, Bins]] = []
+    new_negative: list[tuple[int, Bins]] = []
     for slot, (old, sketch) in enumerate(zip(stored, new, strict=True)):
         if old is not None and old[0]:
             if old[5]:
@@ -453,10 +455,11 @@ def absorb_encoded(stored: Sequence[Encoded | None], new: Sequence[Sketch]) -> l
                 negative.append((slot, old[6]))  # type: ignore[arg-type]
         if sketch.count:
             if sketch.positive.counts.size:
-                positive.append((slot, _as_store(sketch.positive)))
+                new_positive.append((slot, sketch.positive))
             if sketch.negative.counts.size:
-                negative.append((slot, _as_store(sketch.negative)))
-    pos, neg = _encode_many(positive, len(new)), _encode_many(negative, len(new))
+                new_negative.append((slot, sketch.negative))
+    pos = _encode_many(positive, new_positive, len(new))
+    neg = _encode_many(negative, new_negative, len(new))
     out: list[Encoded] = []
     for slot, (old, sketch) in enumerate(zip(stored, new, strict=True)):
         if old is None or not old[0]:
