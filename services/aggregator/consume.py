@@ -17,8 +17,8 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.aggregator import store
-from services.aggregator.decode import DecodedSpans, ScoreRow, Undecodable, decode_scores, decode_spans
-from services.aggregator.rollup import AppliedScore, Generation, at_levels, batch_minute_cells, minute_cells
+from services.aggregator.decode import ACCELERATED, DecodedSpans, ScoreRow, Undecodable, decode_scores, decode_spans
+from services.aggregator.rollup import AppliedScore, at_levels, batch_minute_cells, minute_cells
 from services.common.bus import Bus
 from services.common.logs import get_logger
 
@@ -60,6 +60,7 @@ class SpanSink:
         self.pool = pool
         self.bus = bus
         self.partitions = partitions
+        log.info("span_path", accelerated=ACCELERATED)
 
     async def handle(self, msgs: Sequence[Msg]) -> None:
         decoded: list[DecodedSpans] = []
@@ -113,7 +114,7 @@ class ScoreSink:
         async def work(conn: store.Conn) -> tuple[int, int]:
             new = await store.store_scores(conn, rows)
             applied = await store.settle_scores(conn, new)
-            await _roll_up([], applied, conn)
+            await _roll_up(applied, conn)
             return len(new), len(applied)
 
         stored, applied = await _with_retry(self.pool, work)
@@ -127,7 +128,7 @@ class ScoreSink:
         async def work(conn: store.Conn) -> int:
             pending = await store.oldest_pending(conn, limit, SWEEP_MIN_AGE_SECONDS)
             applied = await store.settle_scores(conn, pending)
-            await _roll_up([], applied, conn)
+            await _roll_up(applied, conn)
             return len(applied)
 
         applied = await _with_retry(self.pool, work)
@@ -143,6 +144,6 @@ class ScoreSink:
         return int(applied)
 
 
-async def _roll_up(generations: list[Generation], applied: list[AppliedScore], conn: store.Conn) -> None:
-    if generations or applied:
-        await store.add_to_rollups(conn, at_levels(minute_cells(generations, applied)))
+async def _roll_up(applied: list[AppliedScore], conn: store.Conn) -> None:
+    if applied:
+        await store.add_to_rollups(conn, at_levels(minute_cells((), applied)))

@@ -18,14 +18,10 @@ import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
 from vane.v1 import bus_pb2
 
-from services.common.logs import get_logger
-
 try:
     from services.aggregator import _spans
 except ImportError:  # built without a C compiler: the reference decoder does all of it
     _spans = None  # type: ignore[assignment]
-
-log = get_logger(component="aggregator.decode")
 
 SCHEMA_VERSION = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
