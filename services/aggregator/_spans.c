@@ -629,7 +629,7 @@ static PyObject *decode_span_batch(PyObject *module, PyObject *args) {
 
     /* Second pass: every span parsed before anything is judged, so malformed bytes anywhere fall back. */
     if (span_count) {
-        spans = PyMem_Calloc((size_t)span_count, sizeof(Span));
+        spans = PyMem_Malloc((size_t)span_count * sizeof(Span)); /* parse_span clears what it reads */
         if (spans == NULL) {
             PyErr_NoMemory();
             goto done;
