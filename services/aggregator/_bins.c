@@ -16,6 +16,10 @@
 #include <string.h>
 
 static const Py_ssize_t ITEMSIZE[4] = {1, 2, 4, 8};
+/* Encoded sketches and stores arrive as lists or tuples (msgspec decodes rows into tuples: no GC work). */
+#define IS_SEQ(o) (PyList_Check(o) || PyTuple_Check(o))
+#define SEQ_SIZE(o) PySequence_Fast_GET_SIZE(o)
+#define SEQ_ITEM(o, i) PySequence_Fast_GET_ITEM(o, i)
 /* Keys of finite doubles at 0.5% accuracy stay within about ±71,000: anything far past is corrupt. */
 static const long long KEY_LIMIT = 1LL << 20;
 
@@ -43,15 +47,15 @@ static int read_int(PyObject *obj, long long *out) {
 
 /* One encoded store of `slot` into *s: 1 done, 0 malformed. Pointers borrow the bytes the list holds. */
 static int read_store(PyObject *slot, PyObject *raw, Store *s) {
-    if (!PyList_Check(raw) || PyList_GET_SIZE(raw) < 4) return 0;
+    if (!IS_SEQ(raw) || SEQ_SIZE(raw) < 4) return 0;
     long long fmt, dtype;
-    if (!read_int(slot, &s->slot) || !read_int(PyList_GET_ITEM(raw, 0), &fmt) ||
-        !read_int(PyList_GET_ITEM(raw, 1), &dtype) || !read_int(PyList_GET_ITEM(raw, 2), &s->first))
+    if (!read_int(slot, &s->slot) || !read_int(SEQ_ITEM(raw, 0), &fmt) || !read_int(SEQ_ITEM(raw, 1), &dtype) ||
+        !read_int(SEQ_ITEM(raw, 2), &s->first))
         return 0;
     if ((fmt != 0 && fmt != 1) || dtype < 0 || dtype > 3 || s->first < -KEY_LIMIT || s->first > KEY_LIMIT) return 0;
     s->sparse = (int)fmt;
     s->dtype = (int)dtype;
-    PyObject *a = PyList_GET_ITEM(raw, 3);
+    PyObject *a = SEQ_ITEM(raw, 3);
     if (!PyBytes_Check(a)) return 0;
     Py_ssize_t alen = PyBytes_GET_SIZE(a);
     if (!s->sparse) {
@@ -61,8 +65,8 @@ static int read_store(PyObject *slot, PyObject *raw, Store *s) {
         s->bins = alen / ITEMSIZE[dtype];
         return 1;
     }
-    if (PyList_GET_SIZE(raw) < 5) return 0;
-    PyObject *b = PyList_GET_ITEM(raw, 4);
+    if (SEQ_SIZE(raw) < 5) return 0;
+    PyObject *b = SEQ_ITEM(raw, 4);
     if (!PyBytes_Check(b)) return 0;
     Py_ssize_t blen = PyBytes_GET_SIZE(b);
     if (alen % 4 || blen % ITEMSIZE[dtype] || alen / 4 != blen / ITEMSIZE[dtype]) return 0;
@@ -247,10 +251,9 @@ static PyObject *merge_sketches(PyObject *self, PyObject *args) {
         PyObject *slot_obj = PyTuple_GET_ITEM(item, 0), *raw = PyTuple_GET_ITEM(item, 1);
         long long slot, c, z;
         double total, low, high;
-        if (!PyList_Check(raw) || PyList_GET_SIZE(raw) != 7 || !read_int(slot_obj, &slot) || slot < 0 || slot >= n ||
-            !read_int(PyList_GET_ITEM(raw, 0), &c) || !read_double(PyList_GET_ITEM(raw, 1), &total) ||
-            !read_double(PyList_GET_ITEM(raw, 2), &low) || !read_double(PyList_GET_ITEM(raw, 3), &high) ||
-            !read_int(PyList_GET_ITEM(raw, 4), &z) || c < 0 || z < 0 || counts[slot] > INT64_MAX - c ||
+        if (!IS_SEQ(raw) || SEQ_SIZE(raw) != 7 || !read_int(slot_obj, &slot) || slot < 0 || slot >= n ||
+            !read_int(SEQ_ITEM(raw, 0), &c) || !read_double(SEQ_ITEM(raw, 1), &total) ||
+            !read_double(SEQ_ITEM(raw, 2), &low) || !read_double(SEQ_ITEM(raw, 3), &high) || !read_int(SEQ_ITEM(raw, 4), &z) || c < 0 || z < 0 || counts[slot] > INT64_MAX - c ||
             zeros[slot] > INT64_MAX - z)
             goto malformed;
         counts[slot] += c;
@@ -262,8 +265,8 @@ static PyObject *merge_sketches(PyObject *self, PyObject *args) {
         if (low < lows[slot]) lows[slot] = low;
         if (high > highs[slot]) highs[slot] = high;
         for (int sign = 0; sign < 2; sign++) {
-            PyObject *store = PyList_GET_ITEM(raw, 5 + sign);
-            if (PyList_Check(store) && PyList_GET_SIZE(store) == 0) continue;
+            PyObject *store = SEQ_ITEM(raw, 5 + sign);
+            if (IS_SEQ(store) && SEQ_SIZE(store) == 0) continue;
             Store *into = sign ? &negative[n_neg++] : &positive[n_pos++];
             if (!read_store(slot_obj, store, into)) goto malformed;
         }

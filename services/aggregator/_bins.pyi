@@ -1,10 +1,13 @@
-"""Type stub of the C merge of encoded bin stores (services/aggregator/_bins.c)."""
+"""Type stub of the C merge of encoded bin stores and sketches (services/aggregator/_bins.c)."""
+
+from collections.abc import Sequence
+from typing import Any
 
 def merge_stores(
-    stores: list[tuple[int, list[object]]], n: int, max_cells: int, /
+    stores: list[tuple[int, Sequence[Any]]], n: int, max_cells: int, /
 ) -> tuple[int, int, bytearray | None] | None: ...
 def merge_sketches(
-    parts: list[tuple[int, list[object]]], n: int, max_cells: int, /
+    parts: list[tuple[int, Sequence[Any]]], n: int, max_cells: int, /
 ) -> (
     tuple[
         bytes,

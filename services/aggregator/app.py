@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Sequence
 
 from litestar.di import Provide
@@ -104,6 +105,10 @@ async def build(resources: Resources) -> Sequence[Component]:
         title="Vane query API",
         dependencies={"pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False)},
     )
+    # What start-up made (modules, pools, the app) lives as long as the process: out of the collector's
+    # sight, a full collection walks only what requests made since (a metrics query makes ~40,000
+    # objects; without this, some queries paid 80-100 ms of collection).
+    gc.freeze()
     workers: list[Component] = [
         Worker(f"{NAME}-spans-{i}", lambda stopping: span_loop(stopping))
         for i in range(SPAN_LOOPS)  # type: ignore[arg-type, misc]

@@ -14,6 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -37,24 +38,33 @@ _ITEMSIZE = tuple(np.dtype(t).itemsize for t in _DTYPES)
 _ROW_OVERHEAD_BYTES = 3_000
 
 
-@dataclass(frozen=True)
-class DecodedRow:
-    """A rollup row's sketches as sketches.encode() wrote them (bins left as bytes), and score errors."""
-
-    sketches: dict[str, list[object]]
-    score_errors: dict[str, int]
-    nbytes: int
+# sketches.encode()'s list, decoded as a tuple: [count, total, low, high, zeros, positive, negative],
+# each store a tuple too ((): empty)
+EncodedSketch = tuple[int, float, float, float, int, tuple[Any, ...], tuple[Any, ...]]
 
 
-EMPTY_ROW = DecodedRow({}, {}, 0)
+class DecodedRow(msgspec.Struct, frozen=True, gc=False, rename={"sketches": "s", "score_errors": "e"}):
+    """A rollup row's sketches as sketches.encode() wrote them (bins left as bytes), and score errors.
+
+    Tuples, not lists, and a Struct the garbage collector does not track: a server holds thousands of
+    decoded rows, and lists would make every full collection walk all of their pieces (tens of ms).
+    """
+
+    sketches: dict[str, EncodedSketch] = {}
+    score_errors: dict[str, int] = {}
+    nbytes: int = 0
+
+
+EMPTY_ROW = DecodedRow()
+_ROW_DECODER = msgspec.msgpack.Decoder(DecodedRow)
 
 
 def decode_row(blob: bytes) -> DecodedRow:
     """One msgpack decode of rollups.sketches; the bins stay bytes until a merge reads them."""
     if not blob:
         return EMPTY_ROW
-    raw = msgspec.msgpack.decode(blob)
-    return DecodedRow(raw["s"], raw["e"], len(blob) + _ROW_OVERHEAD_BYTES)
+    row = _ROW_DECODER.decode(blob)
+    return msgspec.structs.replace(row, nbytes=len(blob) + _ROW_OVERHEAD_BYTES)
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class Merged:
 
 def merge_groups(groups: Sequence[Sequence[DecodedRow]]) -> Merged:
     """Summaries of the merge of each group of rows (a group: one version's rows of a query)."""
-    parts: dict[str, list[tuple[int, list[object]]]] = defaultdict(list)
+    parts: dict[str, list[tuple[int, Sequence[Any]]]] = defaultdict(list)
     errors: list[dict[str, int]] = [{} for _ in groups]
     for slot, rows in enumerate(groups):
         mine = errors[slot]
@@ -99,7 +109,7 @@ def merge_groups(groups: Sequence[Sequence[DecodedRow]]) -> Merged:
     return Merged(summaries, errors)
 
 
-def _summarise(parts: list[tuple[int, list[object]]], n: int) -> dict[int, Summary]:
+def _summarise(parts: list[tuple[int, Sequence[Any]]], n: int) -> dict[int, Summary]:
     """Summaries of one metric for every slot that has values."""
     merged = _bins.merge_sketches(parts, n, _MAX_CELLS) if _bins is not None else None
     if merged is None:  # no accelerator, or input it is not sure of
@@ -125,7 +135,7 @@ def _summarise(parts: list[tuple[int, list[object]]], n: int) -> dict[int, Summa
     }
 
 
-def _scalars_python(parts: list[tuple[int, list[object]]], n: int) -> tuple[np.ndarray, ...]:
+def _scalars_python(parts: list[tuple[int, Sequence[Any]]], n: int) -> tuple[np.ndarray, ...]:
     """Each slot's count, total, low, high and zeros (the C merge's twin)."""
     slots = np.fromiter((slot for slot, _ in parts), dtype=np.int64, count=len(parts))
     # count, total, low, high, zeros of every part; float64 holds counts exactly below 2^53
@@ -147,8 +157,8 @@ def _as_matrix(merged: tuple[int, int, bytearray | None], n: int) -> tuple[int, 
     return low, None if cells is None else np.frombuffer(cells, dtype=np.int64).reshape(n, width)
 
 
-def _summarise_one_by_one(parts: list[tuple[int, list[object]]]) -> dict[int, Summary]:
-    by_slot: dict[int, list[tuple[int, list[object]]]] = defaultdict(list)
+def _summarise_one_by_one(parts: list[tuple[int, Sequence[Any]]]) -> dict[int, Summary]:
+    by_slot: dict[int, list[tuple[int, Sequence[Any]]]] = defaultdict(list)
     for slot, raw in parts:
         by_slot[slot].append((0, raw))
     out = {}
@@ -159,7 +169,7 @@ def _summarise_one_by_one(parts: list[tuple[int, list[object]]]) -> dict[int, Su
     return out
 
 
-def _sparse_parts(stores: list[tuple[int, list[object]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sparse_parts(stores: list[tuple[int, Sequence[Any]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(slot, key, count) of every bin of sparse stores, decoded with a few array operations per count type."""
     by_dtype: dict[int, tuple[list[int], list[int], list[bytes], list[bytes]]] = {}
     for slot, raw in stores:
@@ -182,7 +192,7 @@ def _sparse_parts(stores: list[tuple[int, list[object]]]) -> tuple[np.ndarray, n
     return np.concatenate(slots_out), np.concatenate(keys_out), np.concatenate(counts_out).astype(np.int64)
 
 
-def _matrix_python(stores: list[tuple[int, list[object]]], n: int) -> tuple[int, np.ndarray | None]:
+def _matrix_python(stores: list[tuple[int, Sequence[Any]]], n: int) -> tuple[int, np.ndarray | None]:
     """(lowest key, n × width counts) holding every store added into its slot's row; None when too wide.
     With NumPy: a slice addition per dense store, one bincount for all sparse stores (the C merge's twin)."""
     if not stores:
