@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, Status, StatusCode
 from vane.v1.bus_pb2 import CanonicalSpan
 
 from services.common.errors import Invalid
@@ -370,3 +376,33 @@ def test_unusual_structure_is_left_to_the_parser() -> None:
     assert not isinstance(decode_protobuf(group), WireRequest)
     long_double = struct.pack("<d", 1.5)
     assert ACCELERATOR.check(b"\x09" + long_double)  # an unknown fixed64 at the top: skipped as upb does
+
+
+@needs_accelerator
+def test_what_the_opentelemetry_sdk_sends_is_read_in_c() -> None:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "bot", "project_version_name": "v2"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test", "1.0")
+    with tracer.start_as_current_span("workflow", attributes={"traceloop.span.kind": "workflow"}) as parent:
+        parent.add_event("log", {"level": "info"})
+        attributes = {
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 812,
+            "gen_ai.usage.output_tokens": 96,
+            "gen_ai.request.temperature": 0.2,
+            "gen_ai.request.stop_sequences": ["\n", "END"],
+            "llm.is_streaming": True,
+            "gen_ai.prompt.0.content": "hi",
+            "gen_ai.prompt.0.role": "user",
+        }
+        with tracer.start_as_current_span(
+            "chat", attributes=attributes, links=[Link(parent.get_span_context())]
+        ) as child:
+            child.record_exception(RuntimeError("rate limited"))
+            child.set_status(Status(StatusCode.ERROR))
+    body = encode_spans(memory.get_finished_spans()).SerializeToString()
+    assert isinstance(decode_protobuf(body), WireRequest)
+    assert assert_same(body) == "records"
+    error = CanonicalSpan.FromString(accelerated(body)[0])  # type: ignore[index]
+    assert (error.status, error.error_message, error.cost > 0) == (2, "rate limited", True)
