@@ -1,10 +1,13 @@
 """Spans per second through ingest into JetStream, with ingest's CPU and memory.
 
 Several concurrent OTLP/HTTP clients send pre-encoded requests of 512 realistic generation spans
-(unique ids in every request, so JetStream's de-duplication never short-cuts the work) to a real
-`vane serve ingest` on the machine's NATS and Postgres, in a database and namespace of its own.
+to a real `vane serve ingest` on the machine's NATS and Postgres, in a database and namespace of
+its own. Each request sent is made unique by its first trace id, so JetStream's de-duplication
+never short-cuts the work and the stream stores every one; a 503 is retried after its Retry-After,
+as OTLP exporters do. `--repeat` resends 64 bodies instead, which JetStream stores once each:
+ingest's own throughput, without the stream's storage.
 
-    .venv/bin/python -m tests.bench.bench_ingest [--seconds 20] [--clients 8] [--workers 2]
+    .venv/bin/python -m tests.bench.bench_ingest [--seconds 20] [--clients 8] [--workers 2] [--repeat]
 
 `--pure` measures the pure path alone, in this process, without a server: decode + normalise +
 price + encode, the CPU microseconds one span costs (best of several rounds, as other work on
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import secrets
@@ -40,6 +44,7 @@ from services.common.settings import Settings
 from tests.support.processes import ServiceProcess
 
 SPANS_PER_REQUEST = 512
+RETRIES = [0]  # 503 answers (JetStream did not acknowledge in time), each retried after Retry-After
 QUESTIONS = ["Where is my order?", "How do I reset my password?", "Can I change the delivery address?"]
 
 
@@ -154,12 +159,36 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-async def client_loop(url: str, headers: dict[str, str], bodies: list[bytes], stop_at: float, start: int) -> int:
+def first_trace_id_at(body: bytes) -> int:
+    """Where the request's first trace id lies in its bytes."""
+    request = ExportTraceServiceRequest.FromString(body)
+    return body.index(request.resource_spans[0].scope_spans[0].spans[0].trace_id)
+
+
+async def client_loop(
+    url: str,
+    headers: dict[str, str],
+    bodies: list[bytes],
+    stop_at: float,
+    start: int,
+    sends: itertools.count[int] | None,
+) -> int:
     sent = 0
     index = start
+    offsets = [first_trace_id_at(body) for body in bodies]
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1)) as client:
         while time.monotonic() < stop_at:
-            response = await client.post(url, content=bodies[index % len(bodies)], headers=headers)
+            body = bytearray(bodies[index % len(bodies)])
+            at = offsets[index % len(bodies)]
+            if sends is not None:
+                body[at : at + 8] = next(sends).to_bytes(8, "big")  # a request no earlier one repeats
+            response = await client.post(url, content=bytes(body), headers=headers)
+            while response.status_code == 503 and time.monotonic() < stop_at:  # as an OTLP exporter retries
+                RETRIES[0] += 1
+                await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+                response = await client.post(url, content=bytes(body), headers=headers)
+            if response.status_code == 503:
+                break
             if response.status_code != 200:
                 raise RuntimeError(f"ingest answered {response.status_code}: {response.text[:300]}")
             sent += SPANS_PER_REQUEST
@@ -182,7 +211,7 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
-async def run(seconds: float, clients: int, workers: int) -> None:
+async def run(seconds: float, clients: int, workers: int, repeat: bool) -> None:
     settings = Settings.from_env()
     token = secrets.token_hex(4)
     database_url = _with_database(settings.database_url, f"vane_bench_{token}")
@@ -201,7 +230,7 @@ async def run(seconds: float, clients: int, workers: int) -> None:
         "VANE_LOG_LEVEL": "warning",
     }
     print(f"pre-encoding requests of {SPANS_PER_REQUEST} spans …", flush=True)
-    bodies = unique_bodies(max(64, int(seconds * 12)))
+    bodies = unique_bodies(64)
     size = len(bodies[0])
     print(f"  {len(bodies)} requests, {size / 1024:.0f} KiB each ({size / SPANS_PER_REQUEST:.0f} B/span)")
     ingest = ServiceProcess("ingest", env, Path(tempfile.mkdtemp()))
@@ -214,13 +243,16 @@ async def run(seconds: float, clients: int, workers: int) -> None:
         url = f"{ingest.url}/v1/traces"
         headers = {"Authorization": f"Bearer {keys.secret_key}", "Content-Type": "application/x-protobuf"}
         # warm up: caches of keys and prices, connections
-        await client_loop(url, headers, bodies, time.monotonic() + 2.0, 0)
+        sends = None if repeat else itertools.count(1 << 62)
+        await client_loop(url, headers, bodies, time.monotonic() + 2.0, 0, sends)
         cpu_before = cpu_seconds(procs)
         me = psutil.Process()
         client_before = cpu_seconds([me])
         started = time.monotonic()
         stop_at = started + seconds
-        counts = await asyncio.gather(*(client_loop(url, headers, bodies, stop_at, i * 7) for i in range(clients)))
+        counts = await asyncio.gather(
+            *(client_loop(url, headers, bodies, stop_at, i * 7, sends) for i in range(clients))
+        )
         elapsed = time.monotonic() - started
         cpu = cpu_seconds(procs) - cpu_before
         client_cpu = cpu_seconds([me]) - client_before
@@ -232,7 +264,7 @@ async def run(seconds: float, clients: int, workers: int) -> None:
         print(f"ingest workers: {workers}, clients: {clients}, seconds: {elapsed:.1f}")
         print(f"spans acknowledged (durable in JetStream): {spans}  →  {spans / elapsed:,.0f} spans/s")
         print(f"requests: {spans // SPANS_PER_REQUEST} → {spans / SPANS_PER_REQUEST / elapsed:,.1f} req/s")
-        print(f"JetStream messages stored in the spans stream: {info.state.messages}")
+        print(f"JetStream messages stored in the spans stream: {info.state.messages}; 503s retried: {RETRIES[0]}")
         print(f"ingest CPU: {cpu:.1f} s over {elapsed:.1f} s = {cpu / elapsed:.2f} cores")
         print(f"ingest CPU per span (all of it, HTTP to publish): {cpu / spans * 1e6:.1f} µs")
         print(f"ingest RSS per process (MB): {', '.join(f'{r:.0f}' for r in rss)}")
@@ -264,12 +296,13 @@ def main() -> None:
     parser.add_argument("--pure", action="store_true", help="the pure path in this process, no server")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--repeat", action="store_true", help="resend the same bodies: JetStream stores each once")
     parser.add_argument("--python", action="store_true", help="with --pure: the Python reference path, not C")
     args = parser.parse_args()
     if args.pure:
         pure_path(args.rounds, args.profile, args.python)
     else:
-        asyncio.run(run(args.seconds, args.clients, args.workers))
+        asyncio.run(run(args.seconds, args.clients, args.workers, args.repeat))
 
 
 if __name__ == "__main__":
