@@ -3,9 +3,10 @@
 Several concurrent OTLP/HTTP clients send pre-encoded requests of 512 realistic generation spans
 to a real `vane serve ingest` on the machine's NATS and Postgres, in a database and namespace of
 its own. Each request sent is made unique by its first trace id, so JetStream's de-duplication
-never short-cuts the work and the stream stores every one; a 503 is retried after its Retry-After,
-as OTLP exporters do. `--repeat` resends 64 bodies instead, which JetStream stores once each:
-ingest's own throughput, without the stream's storage.
+never short-cuts the work and the stream stores every one; the stream's consumers are drained
+(fetched and acked, as the aggregator and evaluator would), since a full work stream refuses new
+messages; a 503 is retried after its Retry-After, as OTLP exporters do. `--repeat` resends 64
+bodies instead, which JetStream stores once each: ingest's own throughput, without the storage.
 
     .venv/bin/python -m tests.bench.bench_ingest [--seconds 20] [--clients 8] [--workers 2] [--repeat]
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import random
@@ -196,6 +198,27 @@ async def client_loop(
     return sent
 
 
+async def drain(nats_url: str, stream: str, stop_at: float) -> int:
+    """Ack every message of the stream's consumers until `stop_at`: a work stream keeps what they
+    have not acked, and refuses new messages when full."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    acked = 0
+    try:
+        subscriptions = [
+            await js.pull_subscribe_bind(durable=info.name, stream=stream) for info in await js.consumers_info(stream)
+        ]
+        while time.monotonic() < stop_at:
+            for subscription in subscriptions:
+                with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+                    for msg in await subscription.fetch(64, timeout=0.2):
+                        await msg.ack()
+                        acked += 1
+    finally:
+        await nc.close()
+    return acked
+
+
 def processes(root: psutil.Process) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
@@ -244,6 +267,8 @@ async def run(seconds: float, clients: int, workers: int, repeat: bool) -> None:
         headers = {"Authorization": f"Bearer {keys.secret_key}", "Content-Type": "application/x-protobuf"}
         # warm up: caches of keys and prices, connections
         sends = None if repeat else itertools.count(1 << 62)
+        stream = Topology(namespace).spans_stream
+        drainer = asyncio.create_task(drain(settings.nats_url, stream, time.monotonic() + seconds + 8.0))
         await client_loop(url, headers, bodies, time.monotonic() + 2.0, 0, sends)
         cpu_before = cpu_seconds(procs)
         me = psutil.Process()
@@ -254,6 +279,9 @@ async def run(seconds: float, clients: int, workers: int, repeat: bool) -> None:
             *(client_loop(url, headers, bodies, stop_at, i * 7, sends) for i in range(clients))
         )
         elapsed = time.monotonic() - started
+        drainer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drainer
         cpu = cpu_seconds(procs) - cpu_before
         client_cpu = cpu_seconds([me]) - client_before
         rss = [p.memory_info().rss / 1024**2 for p in procs]
@@ -264,7 +292,8 @@ async def run(seconds: float, clients: int, workers: int, repeat: bool) -> None:
         print(f"ingest workers: {workers}, clients: {clients}, seconds: {elapsed:.1f}")
         print(f"spans acknowledged (durable in JetStream): {spans}  →  {spans / elapsed:,.0f} spans/s")
         print(f"requests: {spans // SPANS_PER_REQUEST} → {spans / SPANS_PER_REQUEST / elapsed:,.1f} req/s")
-        print(f"JetStream messages stored in the spans stream: {info.state.messages}; 503s retried: {RETRIES[0]}")
+        stored = info.state.last_seq
+        print(f"JetStream messages stored in the spans stream: {stored}; 503s retried: {RETRIES[0]}")
         print(f"ingest CPU: {cpu:.1f} s over {elapsed:.1f} s = {cpu / elapsed:.2f} cores")
         print(f"ingest CPU per span (all of it, HTTP to publish): {cpu / spans * 1e6:.1f} µs")
         print(f"ingest RSS per process (MB): {', '.join(f'{r:.0f}' for r in rss)}")
