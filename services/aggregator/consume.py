@@ -86,7 +86,13 @@ class SpanSink:
             await store.add_to_rollups(conn, at_levels(batch_minute_cells(stored.generations, stored.keys, applied)))
             return stored.count, len(applied)
 
-        stored, applied = await _with_retry(self.pool, work)
+        try:
+            stored, applied = await _with_retry(self.pool, work)
+        except asyncpg.CheckViolationError:
+            # No partition for a row's day: another replica's retention dropped a day this one had
+            # made. Forget the batch's days, so that the redelivery makes them again.
+            self.partitions.forget(batch.days)
+            raise
         SPANS_STORED.inc(stored)
         SCORES_APPLIED.inc(applied)
         BATCH_SECONDS.labels("spans").observe(time.perf_counter() - started)

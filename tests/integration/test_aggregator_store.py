@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import pytest
 from vane.v1 import bus_pb2
 
 from services.aggregator import store
@@ -90,3 +91,22 @@ async def test_copied_rows_read_back_as_the_spans_sent(pool: asyncpg.Pool, make_
             span.prompt_version,
         )
         assert row["is_generation"] and row["start_time"] == time_of(span.start_time_unix_nano)
+
+
+async def test_a_day_dropped_by_another_replica_is_made_again_by_the_redelivery(
+    pool: asyncpg.Pool, make_project: Callable[..., Any]
+) -> None:
+    project = (await make_project()).id
+    old = time.time_ns() - 40 * 86_400 * 10**9  # past the default retention
+    early, late = (make_load(project, 20, seed=seed, start_ns=old, spread_seconds=60).spans for seed in (1, 2))
+    partitions = store.Partitions()
+    await partitions.load(pool)
+    sink = SpanSink(pool, None, partitions)  # type: ignore[arg-type]  # nothing here is dead-lettered
+    await sink.handle(_messages(project, early))
+    day = time_of(early[0].start_time_unix_nano).date()
+    await pool.execute(f"DROP TABLE runs_{day:%Y%m%d}")  # as another replica's retention does
+
+    with pytest.raises(asyncpg.CheckViolationError):  # this replica still believes the day is there
+        await sink.handle(_messages(project, late))
+    await sink.handle(_messages(project, late))  # the redelivery
+    assert await pool.fetchval("SELECT count(*) FROM runs WHERE project_id = $1", project) == len(late)
