@@ -301,63 +301,6 @@ def decode(raw: Sequence[object]) -> Sketch:
     )
 
 
-def _store_parts(stores: list[tuple[int, list[object]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(slot, key, count) of every bin of many encoded stores, decoded with a few array operations."""
-    slots_out, keys_out, counts_out = [], [], []
-    # (format, dtype) → slots, first keys, and the byte strings of each store, gathered in one pass
-    kinds: dict[tuple[int, int], tuple[list[int], list[int], list[bytes], list[bytes]]] = {}
-    for slot, raw in stores:
-        kind = kinds.get((raw[0], raw[1]))  # type: ignore[arg-type]
-        if kind is None:
-            kind = kinds[(raw[0], raw[1])] = ([], [], [], [])  # type: ignore[index]
-        kind[0].append(slot)
-        kind[1].append(raw[2])  # type: ignore[arg-type]
-        kind[2].append(raw[3])  # type: ignore[arg-type]
-        if raw[0] == 1:
-            kind[3].append(raw[4])  # type: ignore[arg-type]
-    for (fmt, dtype_code), (slot_list, first_list, parts, sparse_counts) in kinds.items():
-        dtype = _DTYPES[dtype_code]
-        firsts = np.array(first_list, dtype=np.int64)
-        slots = np.array(slot_list, dtype=np.int64)
-        if fmt == 0:
-            counts = np.frombuffer(b"".join(parts), dtype=dtype)
-            lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)) // np.dtype(dtype).itemsize
-            starts = np.cumsum(lengths) - lengths
-            keys = np.arange(counts.size) - np.repeat(starts - firsts, lengths)
-        else:
-            deltas = np.frombuffer(b"".join(parts), dtype=np.int32).astype(np.int64)
-            counts = np.frombuffer(b"".join(sparse_counts), dtype=dtype)
-            lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)) // 4
-            running = np.cumsum(deltas)
-            before = (running - deltas)[np.cumsum(lengths) - lengths]  # the running sum where each store starts
-            keys = np.repeat(firsts - before, lengths) + running
-        slots_out.append(np.repeat(slots, lengths))
-        keys_out.append(keys)
-        counts_out.append(counts.astype(np.int64))
-    return np.concatenate(slots_out), np.concatenate(keys_out), np.concatenate(counts_out)
-
-
-def _bins_many(stores: list[tuple[int, list[object]]], n: int) -> list[Bins]:
-    """The merged bins of each of n slots: one count over a (slot × key) matrix, each slot a row of it."""
-    if not stores:
-        return [Bins() for _ in range(n)]
-    slots, keys, counts = _store_parts(stores)
-    low = int(keys.min())
-    width = int(keys.max()) - low + 1
-    if n * width > 20_000_000:  # keys spread too far apart for one matrix: merge slot by slot
-        order = np.argsort(slots, kind="stable")
-        bounds = np.searchsorted(slots[order], np.arange(n + 1))
-        out = []
-        for a, b in itertools.pairwise(bounds):
-            idx = order[a:b]
-            out.append(Bins.of_counts(keys[idx], counts[idx]) if b > a else Bins())
-        return out
-    # Rows share one key range: a row is a view, and its empty edges cost a cumsum, not a copy.
-    matrix = np.bincount(slots * width + (keys - low), weights=counts, minlength=n * width)
-    rows = matrix.astype(np.int64).reshape(n, width)
-    return [Bins(low, rows[i]) for i in range(n)]
-
-
 def _encode_many(stores: list[tuple[int, list[object]]], bins: list[tuple[int, Bins]], n: int) -> list[list[object]]:
     """For each of n slots, _encode_bins() of the sum of its encoded stores and bins, in the same bytes.
 
@@ -475,42 +418,4 @@ def absorb_encoded(stored: Sequence[Encoded | None], new: Sequence[Sketch]) -> l
                 int(old[4]) + sketch.zeros,  # type: ignore[call-overload]
             ]
         out.append([*scalars, pos[slot], neg[slot]] if scalars else encode(Sketch()))
-    return out
-
-
-def merge_encoded_groups(groups: Sequence[Sequence[Encoded]]) -> list[Sketch]:
-    """[merge([decode(r) for r in g]) for g in groups], decoding all groups' bins at once: the query's hot path."""
-    positive: list[tuple[int, list[object]]] = []
-    negative: list[tuple[int, list[object]]] = []
-    scalars: list[tuple[int, int, float, float, float, int]] = []
-    for i, group in enumerate(groups):
-        for r in group:
-            if not r[0]:
-                continue
-            scalars.append((i, r[0], r[1], r[2], r[3], r[4]))  # type: ignore[arg-type]
-            if r[5]:
-                positive.append((i, r[5]))  # type: ignore[arg-type]
-            if r[6]:
-                negative.append((i, r[6]))  # type: ignore[arg-type]
-    pos = _bins_many(positive, len(groups))
-    neg = _bins_many(negative, len(groups))
-    parts: list[list[tuple[int, int, float, float, float, int]]] = [[] for _ in groups]
-    for item in scalars:
-        parts[item[0]].append(item)
-    out = []
-    for i, mine in enumerate(parts):
-        if not mine:
-            out.append(Sketch())
-            continue
-        out.append(
-            Sketch(
-                count=sum(int(p[1]) for p in mine),
-                total=math.fsum(float(p[2]) for p in mine),
-                low=min(float(p[3]) for p in mine),
-                high=max(float(p[4]) for p in mine),
-                zeros=sum(int(p[5]) for p in mine),
-                positive=pos[i],
-                negative=neg[i],
-            )
-        )
     return out

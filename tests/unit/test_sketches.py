@@ -78,14 +78,3 @@ def test_counts_above_a_byte_and_sparse_minutes_stay_small() -> None:
 def test_empty_sketch_answers_none() -> None:
     assert Sketch.of([]).quantile(0.5) is None
     assert Sketch.of([math.nan, math.inf]).count == 0
-
-
-@given(st.lists(st.lists(finite, max_size=60), min_size=1, max_size=6), quantiles)
-def test_merging_encoded_sketches_equals_merging_decoded_ones(parts: list[list[float]], q: float) -> None:
-    from services.aggregator.sketches import merge_encoded_groups
-
-    sketches = [Sketch.of(p) for p in parts]
-    groups = [[encode(s) for s in sketches], [encode(s) for s in sketches[:1]], []]
-    fast = merge_encoded_groups(groups)
-    for got, want in zip(fast, [merge(sketches), sketches[0], Sketch()], strict=True):
-        assert (got.count, got.zeros, got.quantile(q), got.low) == (want.count, want.zeros, want.quantile(q), want.low)
