@@ -27,6 +27,7 @@ from services.cli.demo import demo_generations, otlp_request
 from services.common import db
 from services.common.auth import create_project
 from services.common.settings import Settings
+from tests.bench.bench_ingest import SPANS_PER_REQUEST, unique_bodies
 from tests.bench.measure import PeakRss
 from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams
 from tests.support.processes import ServiceProcess
@@ -58,10 +59,15 @@ async def _export_all(http: httpx.AsyncClient, ingest: str, bodies: list[bytes],
     await asyncio.gather(*(sender() for _ in range(concurrency)))
 
 
-async def throughput(http: httpx.AsyncClient, urls: dict[str, str], spans: int, concurrency: int) -> None:
-    bodies = _bodies(spans, days=0.01)
+async def throughput(http: httpx.AsyncClient, urls: dict[str, str], spans: int, concurrency: int, bodies: str) -> None:
+    if bodies == "realistic":  # bench_ingest's requests: 512 GenAI + traceAI spans, ~880 bytes each
+        requests = unique_bodies(-(-spans // SPANS_PER_REQUEST))
+        spans = len(requests) * SPANS_PER_REQUEST
+    else:  # the demo's requests: 500 short spans, ~480 bytes each
+        requests = _bodies(spans, days=0.01)
+    print(f"pipeline: {len(requests):,} {bodies} requests of {sum(map(len, requests)) / spans:.0f} bytes per span")
     started = time.perf_counter()
-    await _export_all(http, urls["ingest"], bodies, concurrency)
+    await _export_all(http, urls["ingest"], requests, concurrency)
     exported = time.perf_counter() - started
     while True:
         if await _counted(http, urls["aggregator"]) >= spans:
@@ -158,7 +164,7 @@ async def main(args: argparse.Namespace) -> None:
         await bus.js.delete_consumer(bus.topology.spans_stream, bus.topology.EVALUATOR_SPANS)
     try:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {keys.secret_key}"}, timeout=30) as http:
-            await throughput(http, urls, args.spans, args.concurrency)
+            await throughput(http, urls, args.spans, args.concurrency, args.bodies)
             await freshness(http, urls, args.probes, args.background_rate)
         for name, sampler in rss.items():
             print(f"peak RSS {name}: {sampler.stop():.0f} MB (with its worker processes)")
@@ -180,4 +186,5 @@ if __name__ == "__main__":
     parser.add_argument("--probes", type=int, default=40)
     parser.add_argument("--background-rate", type=int, default=10_000, help="spans/s while freshness is probed")
     parser.add_argument("--ingest-workers", type=int, default=2)
+    parser.add_argument("--bodies", choices=("realistic", "demo"), default="realistic")
     asyncio.run(main(parser.parse_args()))
