@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -32,6 +32,7 @@ from services.ingest.pricing import BUILTIN, ModelPrice, PriceTable, price_spans
 from services.ingest.publish import serialise_spans
 from services.ingest.wire import TraceRequest, WireRequest, parse_request
 from tests.bench.bench_ingest import unique_bodies
+from tests.support.otlp_values import any_value_of
 
 PROJECT = "8d6f1c9e-6a55-4f7e-9d2b-3f1f4f3f0a11"
 OWN_PRICES = PriceTable(
@@ -133,24 +134,6 @@ names = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["custom", "gen_ai.system"]),
 )
-
-
-def any_value_of(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        return AnyValue(array_value=ArrayValue(values=[any_value_of(v) for v in value]))
-    if isinstance(value, dict):
-        return AnyValue(
-            kvlist_value=KeyValueList(values=[KeyValue(key=k, value=any_value_of(v)) for k, v in value.items()])
-        )
-    return AnyValue(string_value=value)
 
 
 def unusual(key: str, value: Any) -> list[bytes]:

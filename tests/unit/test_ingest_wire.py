@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from vane.v1.bus_pb2 import SpanBatch
 
 from services.common.errors import Invalid
@@ -21,6 +21,7 @@ from services.ingest.decode import decode_protobuf
 from services.ingest.normalise import TABLES, normalise
 from services.ingest.publish import encode_spans
 from services.ingest.wire import any_value, key_value
+from tests.support.otlp_values import any_value_of
 
 PROJECT = "8d6f1c9e-6a55-4f7e-9d2b-3f1f4f3f0a11"
 
@@ -31,23 +32,6 @@ scalars = st.one_of(
     st.booleans(),
     st.binary(max_size=8),
 )
-
-
-def any_value_of(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        return AnyValue(array_value=ArrayValue(values=[any_value_of(v) for v in value]))
-    if isinstance(value, dict):
-        kvs = [KeyValue(key=k, value=any_value_of(v)) for k, v in value.items()]
-        return AnyValue(kvlist_value=KeyValueList(values=kvs))
-    return AnyValue(string_value=value)
 
 
 values = st.recursive(
