@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -22,6 +21,7 @@ from services.common import db
 from services.common.auth import KeyPair, create_project
 from services.common.settings import Settings
 from tests.support.processes import ServiceProcess
+from tests.support.scratch import delete_streams, drop_database, with_database
 
 
 @dataclass(frozen=True)
@@ -48,25 +48,6 @@ class Infra:
         }
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-async def _delete_streams(nats_url: str, prefix: str) -> None:
-    """Remove this run's streams so that runs do not pile up reservations on the shared server."""
-    import nats
-
-    nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=1)
-    try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            # Tests that make namespaces of their own derive them from the run's, so a prefix finds them all.
-            if info.config.name and info.config.name.startswith(prefix):
-                await js.delete_stream(info.config.name)
-    finally:
-        await nc.close()
-
-
 async def _delete_redis_keys(redis_url: str, prefix: str) -> None:
     import redis.asyncio as aioredis
 
@@ -90,20 +71,14 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
         stack = embedded.EmbeddedStack(tmp_path_factory.mktemp("embedded"), settings)
         urls.update(stack.start(missing))
     token = secrets.token_hex(4)
-    database_url = _with_database(urls["postgres"], f"vane_test_{token}")
+    database_url = with_database(urls["postgres"], f"vane_test_{token}")
     asyncio.run(db.migrate(database_url))
     log_dir = tmp_path_factory.mktemp("logs")
     yield Infra(database_url, urls["nats"], urls["redis"], f"t{token}", log_dir)
 
-    async def drop() -> None:
-        admin = await asyncpg.connect(_with_database(urls["postgres"], "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "vane_test_{token}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    asyncio.run(drop())
-    asyncio.run(_delete_streams(urls["nats"], f"T{token}".upper()))
+    asyncio.run(drop_database(database_url))
+    # Tests that make namespaces of their own derive them from the run's: the run's prefix finds them all.
+    asyncio.run(delete_streams(urls["nats"], f"t{token}"))
     asyncio.run(_delete_redis_keys(urls["redis"], f"t{token}"))
     if stack is not None:
         stack.stop()

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -49,6 +48,7 @@ from services.common.settings import Settings
 from tests.bench.measure import PeakRss
 from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams, make_load, publish_spans
 from tests.support.processes import ServiceProcess
+from tests.support.scratch import drop_database, with_database
 
 STREAM_BYTES = STREAM_MAX_BYTES
 
@@ -399,8 +399,7 @@ async def bench_query(env: dict[str, str], pool: asyncpg.Pool, log_dir: Path, ge
 async def main(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     token = secrets.token_hex(3)
-    parts = urlsplit(settings.database_url)
-    database_url = urlunsplit(parts._replace(path=f"/vane_bench_{token}"))
+    database_url = with_database(settings.database_url, f"vane_bench_{token}")
     await db.migrate(database_url)
     env = {
         "VANE_DATABASE_URL": database_url,
@@ -428,9 +427,7 @@ async def main(args: argparse.Namespace) -> None:
         bus = await bus_for(settings, settings.nats_url, env["VANE_NAMESPACE"])
         await drop_streams(bus)
         await bus.close()
-        admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
-        await admin.execute(f'DROP DATABASE IF EXISTS "vane_bench_{token}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(database_url)
         print(f"logs in {log_dir}")
 
 

@@ -18,16 +18,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from vane.v1 import bus_pb2
 
-from services.common import db
-from services.common.auth import create_project
 from services.common.bus import Bus, Topology
 from services.common.settings import Settings
 from services.evaluator.config import JudgeDefaults
@@ -37,6 +33,7 @@ from services.evaluator.selection import ProjectRule, plan
 from services.evaluator.spans import SpanView
 from tests.support.chat_completions import ChatCompletionsServer
 from tests.support.processes import ServiceProcess
+from tests.support.scratch import delete_streams, drop_database, migrated_project, with_database
 
 RULE_SET = [
     {"evaluator": "is_json", "name": "is_json"},
@@ -76,19 +73,13 @@ async def judge_client_in_flight(server: ChatCompletionsServer, calls: int) -> t
     return server.max_in_flight, calls / elapsed
 
 
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 class Stack:
     """A database and a namespace of the benchmark's own, and an evaluator process on them."""
 
     def __init__(self) -> None:
         settings = Settings.from_env()
         token = secrets.token_hex(4)
-        self.admin_url = with_database(settings.database_url, "postgres")
-        self.db_name = f"vane_bench_eval_{token}"
-        self.database_url = with_database(settings.database_url, self.db_name)
+        self.database_url = with_database(settings.database_url, f"vane_bench_eval_{token}")
         self.nats_url = settings.nats_url
         self.namespace = f"be{token}"
         self.log_dir = Path(tempfile.mkdtemp(prefix="bench-evaluator-"))
@@ -103,17 +94,9 @@ class Stack:
             **extra,
         }
 
-    async def drop(self, bus: Bus) -> None:
-        for stream in (bus.topology.spans_stream, bus.topology.scores_stream, bus.topology.dead_letter_stream):
-            try:
-                await bus.js.delete_stream(stream)
-            except Exception as exc:
-                print(f"  (could not delete stream {stream}: {exc})")
-        admin = await asyncpg.connect(self.admin_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async def drop(self) -> None:
+        await delete_streams(self.nats_url, self.namespace)
+        await drop_database(self.database_url)
 
 
 async def count_scores(bus: Bus, want: int, deadline_seconds: float) -> tuple[int, float]:
@@ -213,19 +196,14 @@ async def main(spans: int, judge_spans: int) -> None:
     print(f"judge client at 200 ms: 2000 calls, peak in flight {peak}, {rate:,.0f} calls/s")
 
     stack = Stack()
-    await db.migrate(stack.database_url)
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        project_id, keys = await create_project(conn, "bench")
-    finally:
-        await conn.close()
+    project_id, keys = await migrated_project(stack.database_url, "bench")
     nc = await nats.connect(stack.nats_url)
     bus = Bus(nc, Topology(stack.namespace))
     try:
         await service_rules(stack, bus, project_id, keys.secret_key, spans)
         await service_judge(stack, bus, project_id, keys.secret_key, server, judge_spans)
     finally:
-        await stack.drop(bus)
+        await stack.drop()
         await nc.close()
         server.stop()
 

@@ -30,20 +30,17 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import nats
 import psutil
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from services.common import db
-from services.common.auth import create_project
 from services.common.bus import Topology
 from services.common.settings import Settings
 from tests.support.processes import ServiceProcess
+from tests.support.scratch import delete_streams, drop_database, migrated_project, with_database
 
 SPANS_PER_REQUEST = 512
 RETRIES = [0]  # 503 answers (JetStream did not acknowledge in time), each retried after Retry-After
@@ -157,10 +154,6 @@ def pure_path(rounds: int, profile: bool, python: bool) -> None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 
 
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 def first_trace_id_at(body: bytes) -> int:
     """Where the request's first trace id lies in its bytes."""
     request = ExportTraceServiceRequest.FromString(body)
@@ -237,14 +230,9 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
 async def run(seconds: float, clients: int, workers: int, repeat: bool) -> None:
     settings = Settings.from_env()
     token = secrets.token_hex(4)
-    database_url = _with_database(settings.database_url, f"vane_bench_{token}")
+    database_url = with_database(settings.database_url, f"vane_bench_{token}")
     namespace = f"bench{token}"
-    await db.migrate(database_url)
-    conn = await asyncpg.connect(database_url)
-    try:
-        _, keys = await create_project(conn, "bench")
-    finally:
-        await conn.close()
+    _, keys = await migrated_project(database_url, "bench")
     env = {
         "VANE_DATABASE_URL": database_url,
         "VANE_NAMESPACE": namespace,
@@ -300,21 +288,8 @@ async def run(seconds: float, clients: int, workers: int, repeat: bool) -> None:
         print(f"bench client CPU: {client_cpu / elapsed:.2f} cores; machine load average: {os.getloadavg()[0]:.1f}")
     finally:
         ingest.kill()
-        await _cleanup(settings, namespace, database_url)
-
-
-async def _cleanup(settings: Settings, namespace: str, database_url: str) -> None:
-    nc = await nats.connect(settings.nats_url)
-    js = nc.jetstream()
-    for info in await js.streams_info():
-        if info.config.name and info.config.name.startswith(namespace.upper() + "_"):
-            await js.delete_stream(info.config.name)
-    await nc.close()
-    admin = await asyncpg.connect(_with_database(settings.database_url, "postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{urlsplit(database_url).path.lstrip("/")}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        await delete_streams(settings.nats_url, namespace)
+        await drop_database(database_url)
 
 
 def main() -> None:

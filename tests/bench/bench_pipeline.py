@@ -19,19 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import asyncpg
 
 from services.cli.demo import demo_generations, otlp_request
-from services.common import db
-from services.common.auth import create_project
 from services.common.settings import Settings
 from tests.bench.bench_ingest import SPANS_PER_REQUEST, unique_bodies
 from tests.bench.measure import PeakRss
 from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams
 from tests.support.processes import ServiceProcess
+from tests.support.scratch import drop_database, migrated_project, with_database
 
 PER_REQUEST = 500
 
@@ -150,12 +147,8 @@ async def freshness(http: aiohttp.ClientSession, urls: dict[str, str], probes: i
 async def main(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     token = secrets.token_hex(3)
-    parts = urlsplit(settings.database_url)
-    database_url = urlunsplit(parts._replace(path=f"/vane_bench_{token}"))
-    await db.migrate(database_url)
-    conn = await asyncpg.connect(database_url)
-    _, keys = await create_project(conn, "bench-pipeline")
-    await conn.close()
+    database_url = with_database(settings.database_url, f"vane_bench_{token}")
+    _, keys = await migrated_project(database_url, "bench-pipeline")
     env = {
         "VANE_DATABASE_URL": database_url,
         "VANE_NATS_URL": settings.nats_url,
@@ -187,9 +180,7 @@ async def main(args: argparse.Namespace) -> None:
             p.kill()
         await drop_streams(bus)
         await bus.close()
-        admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
-        await admin.execute(f'DROP DATABASE IF EXISTS "vane_bench_{token}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(database_url)
         print(f"logs in {log_dir}")
 
 

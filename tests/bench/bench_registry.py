@@ -27,9 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import grpc
 import httpx
 import psutil
@@ -37,10 +35,9 @@ import vane
 from vane.v1 import prompts_pb2 as pb
 from vane.v1 import prompts_pb2_grpc
 
-from services.common import db
-from services.common.auth import create_project
 from services.common.settings import Settings
 from tests.support.processes import ServiceProcess, free_port, port_open
+from tests.support.scratch import delete_streams, drop_database, migrated_project, with_database
 
 TARGETS = {"calls_per_second": 8_000, "p99_ms": 5.0, "cached_get_us": 5.0, "label_move_s": 1.0}
 
@@ -236,37 +233,6 @@ def label_move_delay(client: vane.Vane, http: httpx.Client, moves: int) -> None:
     print(f"  target < {TARGETS['label_move_s']} s: {'met' if max(delays) < TARGETS['label_move_s'] else 'NOT met'}")
 
 
-async def _prepare(database_url: str) -> str:
-    await db.migrate(database_url)
-    conn = await asyncpg.connect(database_url)
-    try:
-        _, keys = await create_project(conn, "bench")
-    finally:
-        await conn.close()
-    return keys.secret_key
-
-
-async def _drop(database_url: str, name: str) -> None:
-    admin = await asyncpg.connect(urlunsplit(urlsplit(database_url)._replace(path="/postgres")))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-async def _delete_streams(nats_url: str, prefix: str) -> None:
-    import nats
-
-    nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=1)
-    try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            if info.config.name and info.config.name.startswith(f"{prefix}_"):
-                await js.delete_stream(info.config.name)
-    finally:
-        await nc.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -281,10 +247,9 @@ def main() -> None:
 
     settings = Settings.from_env()
     token = secrets.token_hex(4)
-    name = f"vane_bench_{token}"
-    database_url = urlunsplit(urlsplit(settings.database_url)._replace(path=f"/{name}"))
+    database_url = with_database(settings.database_url, f"vane_bench_{token}")
     namespace = f"b{token}"
-    secret = asyncio.run(_prepare(database_url))
+    secret = asyncio.run(migrated_project(database_url, "bench"))[1].secret_key
     env = {
         "VANE_DATABASE_URL": database_url,
         "VANE_NATS_URL": settings.nats_url,
@@ -318,8 +283,8 @@ def main() -> None:
         client.close()
     finally:
         registry.terminate()
-        asyncio.run(_drop(settings.database_url, name))
-        asyncio.run(_delete_streams(settings.nats_url, namespace.upper()))
+        asyncio.run(drop_database(database_url))
+        asyncio.run(delete_streams(settings.nats_url, namespace))
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ import pytest
 from services.cli.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis, free_port
 from services.common import db
 from services.common.auth import new_key_pair
-from tests.conftest import Infra, Project, _with_database
+from tests.conftest import Infra, Project
 from tests.support.processes import REPO, ServiceProcess
+from tests.support.scratch import drop_database, with_database
 
 SERVICES = ("registry", "ingest", "evaluator", "aggregator", "alert")
 
@@ -176,18 +177,10 @@ def test_sigterm_stops_a_service_with_exit_code_0(start_service: Callable[..., S
 @pytest.fixture
 def scratch_database(infra: Infra) -> Iterator[str]:
     name = f"vane_scratch_{secrets.token_hex(4)}"
-    url = _with_database(infra.database_url, name)
+    url = with_database(infra.database_url, name)
     asyncio.run(db.ensure_database(url))
     yield url
-
-    async def drop() -> None:
-        admin = await asyncpg.connect(_with_database(infra.database_url, "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    asyncio.run(drop())
+    asyncio.run(drop_database(url))
 
 
 def _refusal(start_service: Callable[..., ServiceProcess], database_url: str) -> tuple[int, str]:
@@ -291,7 +284,7 @@ async def test_readyz_turns_503_naming_postgres_while_it_is_down_and_200_when_it
 ) -> None:
     postgres = await asyncio.to_thread(EmbeddedPostgres(tmp_path / "postgres", free_port()).start)
     try:
-        url = _with_database(postgres.url, "vane")
+        url = with_database(postgres.url, "vane")
         await db.migrate(url)
         service = await asyncio.to_thread(start_service, "aggregator", VANE_DATABASE_URL=url)
         await asyncio.to_thread(postgres.stop)
