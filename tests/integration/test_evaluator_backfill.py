@@ -7,32 +7,21 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import nats
-import pytest
 
-from services.common.bus import Bus, Topology
+from services.common.bus import Bus
 from tests.conftest import Infra, Project
 from tests.integration.test_evaluator import ScoreReader, a_span, publish_spans
 from tests.support.processes import REPO, ServiceProcess
-
-SMALL_STREAMS = {"VANE_STREAM_MAX_BYTES": str(256 * 1024**2)}
-
-
-@pytest.fixture
-async def bus(infra: Infra) -> AsyncIterator[Bus]:
-    nc = await nats.connect(infra.nats_url)
-    yield Bus(nc, Topology(infra.namespace))
-    await nc.close()
 
 
 def vane(infra: Infra, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "services.cli.main", *args],
-        env={**os.environ, **infra.env(**SMALL_STREAMS)},
+        env={**os.environ, **infra.env()},
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -52,16 +41,16 @@ async def stored_runs(pool: asyncpg.Pool, project: Project, count: int) -> int:
 async def test_eval_run_scores_an_older_versions_stored_runs_once(
     infra: Infra,
     pool: asyncpg.Pool,
-    bus: Bus,
+    run_bus: Bus,
     make_project: Any,
     start_service: Callable[..., ServiceProcess],
 ) -> None:
     project = await make_project()
-    start_service("aggregator", **SMALL_STREAMS)
-    reader = await ScoreReader(bus, project).open()
+    start_service("aggregator")
+    reader = await ScoreReader(run_bus, project).open()
     old = [a_span(project, app_version="old", output=f"Paris, answer {i}") for i in range(4)]
     new = [a_span(project, app_version="new") for _ in range(2)]
-    await publish_spans(bus, project, old + new)
+    await publish_spans(run_bus, project, old + new)
     assert await stored_runs(pool, project, 6) == 6
 
     args = ["eval", "run", "--project", project.name, "--app-version", "old", "--evaluator", "contains"]

@@ -4,27 +4,16 @@ spans they target, through a real ingest and a real evaluator."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import nats
 import pytest
 import vane
 
-from services.common.bus import Bus, Topology
-from tests.conftest import Infra
+from services.common.bus import Bus
 from tests.integration.test_evaluator import ScoreReader
 from tests.support.processes import ServiceProcess
 from tests.support.traceai import traceai_register
-
-SMALL_STREAMS = {"VANE_STREAM_MAX_BYTES": str(256 * 1024**2)}
-
-
-@pytest.fixture
-async def bus(infra: Infra) -> AsyncIterator[Bus]:
-    nc = await nats.connect(infra.nats_url)
-    yield Bus(nc, Topology(infra.namespace))
-    await nc.close()
 
 
 def emit(provider: Any, kind: str, output: str) -> None:
@@ -33,16 +22,16 @@ def emit(provider: Any, kind: str, output: str) -> None:
 
 
 async def test_eval_tags_from_vane_and_traceai_register_score_only_their_target_spans(
-    bus: Bus,
+    run_bus: Bus,
     make_project: Any,
     start_service: Callable[..., ServiceProcess],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
 
-    ingest = start_service("ingest", **SMALL_STREAMS)
-    start_service("evaluator", **SMALL_STREAMS)
+    ingest = start_service("ingest")
+    start_service("evaluator")
     ours, theirs = await make_project(), await make_project()
-    our_scores, their_scores = await ScoreReader(bus, ours).open(), await ScoreReader(bus, theirs).open()
+    our_scores, their_scores = await ScoreReader(run_bus, ours).open(), await ScoreReader(run_bus, theirs).open()
 
     provider = vane.register(
         project_type=vane.ProjectType.EXPERIMENT,
