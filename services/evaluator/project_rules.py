@@ -112,6 +112,19 @@ def _rule(row: asyncpg.Record) -> ProjectRule:
     )
 
 
+def _stored_fields(rule: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A validated rule's columns in the order INSERT and UPDATE bind them (name … enabled)."""
+    return (
+        rule["name"],
+        rule["evaluator"],
+        json.dumps(rule["filter"]),
+        json.dumps(rule["mapping"]),
+        rule["sampling_rate"],
+        json.dumps(rule["config"]),
+        rule["enabled"],
+    )
+
+
 async def create(pool: asyncpg.Pool, project_id: uuid.UUID, fields: Mapping[str, Any]) -> asyncpg.Record:
     rule = validate(fields)
     try:
@@ -122,13 +135,7 @@ async def create(pool: asyncpg.Pool, project_id: uuid.UUID, fields: Mapping[str,
                 RETURNING {_SELECT[len("SELECT ") :]}""",
             uuid.uuid4(),
             project_id,
-            rule["name"],
-            rule["evaluator"],
-            json.dumps(rule["filter"]),
-            json.dumps(rule["mapping"]),
-            rule["sampling_rate"],
-            json.dumps(rule["config"]),
-            rule["enabled"],
+            *_stored_fields(rule),
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(f"an evaluator rule named {rule['name']!r} exists already") from None
@@ -168,13 +175,7 @@ async def update(
                 RETURNING {_SELECT[len("SELECT ") :]}""",
             rule_id,
             project_id,
-            rule["name"],
-            rule["evaluator"],
-            json.dumps(rule["filter"]),
-            json.dumps(rule["mapping"]),
-            rule["sampling_rate"],
-            json.dumps(rule["config"]),
-            rule["enabled"],
+            *_stored_fields(rule),
         )
     except asyncpg.UniqueViolationError:
         raise Conflict(f"an evaluator rule named {rule['name']!r} exists already") from None
