@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from litestar.di import Provide
 
@@ -17,10 +18,12 @@ from services.aggregator import retention, version_merge
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink
 from services.aggregator.store import Partitions
-from services.common.bus import Topology, run_pull_consumer
+from services.common.bus import BatchHandler, Topology, run_pull_consumer
 from services.common.http import build_http_app, project_routes
 from services.common.logs import get_logger
 from services.common.runtime import Component, HttpServer, Needs, Resources, Worker, run_service
+
+Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # a Worker's body
 
 NAME = "aggregator"
 NEEDS = Needs(postgres=True, nats=True)
@@ -51,27 +54,16 @@ async def build(resources: Resources) -> Sequence[Component]:
     spans = SpanSink(pool, bus, partitions)
     scores = ScoreSink(pool, bus)
 
-    async def span_loop(stopping: asyncio.Event) -> None:
-        await run_pull_consumer(
-            bus,
-            bus.topology.spans_stream,
-            Topology.AGGREGATOR_SPANS,
-            spans.handle,
-            stopping,
-            batch=SPAN_BATCH_MESSAGES,
-            fetch_timeout=FETCH_TIMEOUT_SECONDS,
-        )
+    def consumer(stream: str, durable: str, handle: BatchHandler, batch: int) -> Loop:
+        async def loop(stopping: asyncio.Event) -> None:
+            await run_pull_consumer(
+                bus, stream, durable, handle, stopping, batch=batch, fetch_timeout=FETCH_TIMEOUT_SECONDS
+            )
 
-    async def score_loop(stopping: asyncio.Event) -> None:
-        await run_pull_consumer(
-            bus,
-            bus.topology.scores_stream,
-            Topology.AGGREGATOR_SCORES,
-            scores.handle,
-            stopping,
-            batch=SCORE_BATCH_MESSAGES,
-            fetch_timeout=FETCH_TIMEOUT_SECONDS,
-        )
+        return loop
+
+    span_loop = consumer(bus.topology.spans_stream, Topology.AGGREGATOR_SPANS, spans.handle, SPAN_BATCH_MESSAGES)
+    score_loop = consumer(bus.topology.scores_stream, Topology.AGGREGATOR_SCORES, scores.handle, SCORE_BATCH_MESSAGES)
 
     async def upkeep(stopping: asyncio.Event) -> None:
         """Settle scores whose span came late, and make tomorrow's partitions before they are needed."""
@@ -109,13 +101,9 @@ async def build(resources: Resources) -> Sequence[Component]:
     # sight, a full collection walks only what requests made since (a metrics query makes ~40,000
     # objects; without this, some queries paid 80-100 ms of collection).
     gc.freeze()
-    workers: list[Component] = [
-        Worker(f"{NAME}-spans-{i}", lambda stopping: span_loop(stopping))
-        for i in range(SPAN_LOOPS)  # type: ignore[arg-type, misc]
-    ]
     return [
         HttpServer(f"{NAME}-http", app, settings.bind_host, settings.aggregator_port),
-        *workers,
+        *(Worker(f"{NAME}-spans-{i}", span_loop) for i in range(SPAN_LOOPS)),
         Worker(f"{NAME}-scores", score_loop),
         Worker(f"{NAME}-upkeep", upkeep),
         Worker(f"{NAME}-retention", expire_runs),
