@@ -14,7 +14,6 @@ Python path would, `canonical_spans` answers None and the caller runs the Python
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import FunctionType
 from typing import Any
 
 from vane.v1.bus_pb2 import CanonicalSpan
@@ -43,17 +42,6 @@ _NATIVE: dict[Any, str] = {
     convention.timestamp_ns: "timestamp_ns",
     convention.is_error_level: "is_error_level",
 }
-_LOWERED_CODE = convention.lowered({}).__code__  # type: ignore[attr-defined]
-
-
-def _lowered_table(convert: Any) -> dict[str, str] | None:
-    """The lookup table of a `convention.lowered(...)` converter, when it is one."""
-    if not isinstance(convert, FunctionType) or convert.__code__ is not _LOWERED_CODE or not convert.__closure__:
-        return None
-    table = convert.__closure__[0].cell_contents
-    if isinstance(table, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
-        return table
-    return None
 
 
 def compile_for_c(tables: Tables) -> dict[str, Any]:
@@ -67,14 +55,14 @@ def compile_for_c(tables: Tables) -> dict[str, Any]:
         compiled = []
         slow = False
         for rank, field, convert, expands in rules:
-            table = _lowered_table(convert)
+            table = convert if isinstance(convert, convention.Lowered) else None
             kind = "lowered" if table is not None else _NATIVE.get(convert, "python")
             slow |= expands or kind == "python"
             index = -1
-            if table is not None:
+            if table is not None:  # each table once (the converters live as long as `tables`: their ids hold)
                 index = lowered_index.setdefault(id(table), len(lowered))
                 if index == len(lowered):
-                    lowered.append(table)
+                    lowered.append(dict(table.table))
             compiled.append((rank, field, kinds[kind], convert, index))
         names.append((key, slow, key in tables.carried, () if slow else tuple(compiled)))
     by_name = CanonicalSpan.DESCRIPTOR.fields_by_name

@@ -54,6 +54,17 @@ def test_the_accelerator_is_built_where_the_tests_run() -> None:
     assert ACCELERATOR is not None, "the accelerator refused the conventions' tables (see the start-up log)"
 
 
+@needs_accelerator
+def test_the_kind_lookups_of_genai_and_langfuse_run_in_c() -> None:
+    # A `lowered` converter C did not recognise would still give the same records, through Python:
+    # only the kinds say whether the common attributes take the fast path.
+    names = {name: rules for name, slow, _, rules in canonical.compile_for_c(TABLES)["names"] if not slow}
+    kinds = canonical._canonical.KINDS  # type: ignore[union-attr]
+    for name in ("gen_ai.operation.name", "langfuse.observation.type", "gen_ai.request.model"):
+        assert name in names, f"{name} is left to Python"
+    assert [rule[2] for rule in names["gen_ai.operation.name"]] == [kinds["lowered"]]
+
+
 def reference(body: bytes) -> list[bytes]:
     """The Python path: parse, normalise, price, encode."""
     groups = normalise(parse_request(body), PROJECT)

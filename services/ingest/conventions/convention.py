@@ -144,14 +144,19 @@ def timestamp_ns(value: Any) -> int | None:
         return None
 
 
-def lowered(mapping: Mapping[str, str]) -> Converter:
-    """A kind converter: the client's value, case-insensitively, looked up in `mapping`."""
-    table = {k.lower(): v for k, v in mapping.items()}
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, as the other converters are
+class Lowered:
+    """A kind converter: the client's value, case-insensitively, looked up in `table` (lower-case
+    keys). A class, not a closure, so that ingest's C path can read the table (canonical.py)."""
 
-    def convert(value: Any) -> str | None:
-        return table.get(value.lower()) if isinstance(value, str) else None
+    table: Mapping[str, str]
 
-    return convert
+    def __call__(self, value: Any) -> str | None:
+        return self.table.get(value.lower()) if isinstance(value, str) else None
+
+
+def lowered(mapping: Mapping[str, str]) -> Lowered:
+    return Lowered({k.lower(): v for k, v in mapping.items()})
 
 
 def json_object(value: Any) -> dict[str, Any] | None:
