@@ -123,7 +123,7 @@ class PromptsMixin:
         """A prompt version: from the cache when held (a stale one is served at once and refreshed
         in the background), else from the registry; with the registry unreachable and nothing
         cached, `fallback` as a Prompt with is_fallback=True and version 0, or RegistryUnavailable."""
-        key = (name, "", version) if version else (name, label or "production", 0)
+        key = cache_key(name, label, version)
         entry = self._prompt_entries.get(key)
         if entry is not None and cache_ttl_seconds > 0:
             if entry.fresh_until < time.monotonic():
