@@ -21,7 +21,7 @@ from services.common import db
 from services.common.auth import KeyPair, create_project
 from services.common.settings import Settings
 from tests.support.processes import ServiceProcess
-from tests.support.scratch import delete_streams, drop_database, with_database
+from tests.support.scratch import delete_redis_keys, delete_streams, drop_database, with_database
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,6 @@ class Infra:
         }
 
 
-async def _delete_redis_keys(redis_url: str, prefix: str) -> None:
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            await client.delete(key)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     settings = Settings.from_env()
@@ -79,7 +68,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     asyncio.run(drop_database(database_url))
     # Tests that make namespaces of their own derive them from the run's: the run's prefix finds them all.
     asyncio.run(delete_streams(urls["nats"], f"t{token}"))
-    asyncio.run(_delete_redis_keys(urls["redis"], f"t{token}"))
+    asyncio.run(delete_redis_keys(urls["redis"], f"t{token}"))
     if stack is not None:
         stack.stop()
 

@@ -37,7 +37,7 @@ from vane.v1 import prompts_pb2_grpc
 
 from services.common.settings import Settings
 from tests.support.processes import ServiceProcess, free_port, port_open
-from tests.support.scratch import delete_streams, drop_database, migrated_project, with_database
+from tests.support.scratch import delete_redis_keys, delete_streams, drop_database, migrated_project, with_database
 
 TARGETS = {"calls_per_second": 8_000, "p99_ms": 5.0, "cached_get_us": 5.0, "label_move_s": 1.0}
 
@@ -285,6 +285,7 @@ def main() -> None:
         registry.terminate()
         asyncio.run(drop_database(database_url))
         asyncio.run(delete_streams(settings.nats_url, namespace))
+        asyncio.run(delete_redis_keys(settings.redis_url, namespace))
 
 
 if __name__ == "__main__":

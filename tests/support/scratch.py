@@ -1,4 +1,5 @@
-"""A run's own place on the shared servers, made and removed: a database and a NATS namespace.
+"""A run's own place on the shared servers, made and removed: a database, a NATS namespace and
+the Redis keys under that namespace.
 
 The test fixtures (tests/conftest.py) and every benchmark use these, so that no run leaves a
 database or a stream's reserved bytes behind on the machine's Postgres and NATS.
@@ -53,3 +54,15 @@ async def delete_streams(nats_url: str, namespace: str) -> None:
                 await js.delete_stream(info.config.name)
     finally:
         await nc.close()
+
+
+async def delete_redis_keys(redis_url: str, namespace: str) -> None:
+    """Delete the keys the services cached under `namespace` (and the namespaces derived from it)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async for key in client.scan_iter(match=f"{namespace}*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
