@@ -72,8 +72,11 @@ def template() -> ExportTraceServiceRequest:
     now = time.time_ns()
     for i in range(SPANS_PER_REQUEST):
         question = QUESTIONS[i % len(QUESTIONS)]
+        # as a batch exporter sends them: started over the last few seconds, log-normal latencies (~0.8 s)
+        start = now - random.randint(0, 5_000_000_000)
+        latency = int(random.lognormvariate(20.5, 0.5))
         span = scope.spans.add(
-            name="chat gpt-4o", kind=3, start_time_unix_nano=now, end_time_unix_nano=now + 900_000_000
+            name="chat gpt-4o", kind=3, start_time_unix_nano=start, end_time_unix_nano=start + latency
         )
         span.attributes.extend(
             [

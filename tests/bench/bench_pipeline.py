@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from nats.js.errors import NotFoundError
 
 from services.cli.demo import demo_generations, otlp_request
+from services.common.bus import Bus
 from services.common.settings import Settings
 from tests.bench.bench_ingest import SPANS_PER_REQUEST, unique_bodies
 from tests.bench.measure import PeakRss
@@ -37,9 +39,26 @@ PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 
 async def _post(http: aiohttp.ClientSession, url: str, body: bytes) -> int:
-    async with http.post(url, data=body, headers=PROTOBUF) as response:
-        await response.read()
-        return response.status
+    """The answer's status; a connection the server closed while idle is retried, as an exporter would."""
+    for attempt in range(3):
+        try:
+            async with http.post(url, data=body, headers=PROTOBUF) as response:
+                await response.read()
+                return response.status
+        except aiohttp.ClientConnectionError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _without_evaluator(bus: Bus) -> None:
+    """Keep the evaluator's durable off the spans stream: the bench runs no evaluator, and its durable
+    would hold every span in the stream until the stream is full. Each service that starts (every
+    ingest worker) makes the topology's consumers again, so it is removed whenever it reappears."""
+    while True:
+        with contextlib.suppress(NotFoundError):
+            await bus.js.delete_consumer(bus.topology.spans_stream, bus.topology.EVALUATOR_SPANS)
+        await asyncio.sleep(0.5)
 
 
 async def _versions(http: aiohttp.ClientSession, aggregator: str, params: dict[str, str] | None = None) -> list[Any]:
@@ -162,11 +181,8 @@ async def main(args: argparse.Namespace) -> None:
     services = {name: ServiceProcess(name, env, log_dir).start() for name in ("ingest", "aggregator")}
     rss = {name: PeakRss(p.proc.pid) for name, p in services.items() if p.proc is not None}
     urls = {name: p.url for name, p in services.items()}
-    # The evaluator's consumer holds spans in the stream until it acks: the bench runs no evaluator,
-    # so its durable is removed to keep the stream from filling.
     bus = await bus_for(settings, settings.nats_url, env["VANE_NAMESPACE"])
-    with contextlib.suppress(Exception):
-        await bus.js.delete_consumer(bus.topology.spans_stream, bus.topology.EVALUATOR_SPANS)
+    evaluator_off = asyncio.create_task(_without_evaluator(bus))
     try:
         # aiohttp, not httpx: the load client shares the 2 cores, and httpx spent ~4 ms of CPU per 450 KB request.
         auth = {"Authorization": f"Bearer {keys.secret_key}"}
@@ -176,6 +192,7 @@ async def main(args: argparse.Namespace) -> None:
         for name, sampler in rss.items():
             print(f"peak RSS {name}: {sampler.stop():.0f} MB (with its worker processes)")
     finally:
+        evaluator_off.cancel()
         for p in services.values():
             p.kill()
         await drop_streams(bus)
