@@ -20,3 +20,6 @@ def merge_sketches(
     ]
     | None
 ): ...
+def summarise_blobs(
+    groups: list[list[bytes]], quantiles: tuple[float, ...], values: bytes, values_low: int, /
+) -> tuple[list[dict[str, tuple[int, float, float, float, tuple[float, ...]]]], list[dict[str, int]]] | None: ...

@@ -5,10 +5,10 @@ matches means the very same row contents: answers are exact, never stale. Two le
 
 - a finished ROW per version, keyed by the set of (block, row revision) it was made of, reused while
   none of the version's rows changed and the range covers the same blocks (a quiet version);
-- every rollup row's decoded sketches, keyed by the row's identity and revision. A query over 30 days
-  reads ~16 rows per version, and a range whose edges moved (a rolling window, another user's
-  dashboard) still covers mostly the same wide blocks: only its new edge rows are fetched and
-  decoded, the rest come from here. Fetching and decoding every row is most of an uncached query.
+- every rollup row's sketches (its blob as stored), keyed by the row's identity and revision. A query
+  over 30 days reads ~16 rows per version, and a range whose edges moved (a rolling window, another
+  user's dashboard) still covers mostly the same wide blocks: only its new edge rows are fetched, the
+  rest come from here. Fetching every row's sketches is most of a cold query.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from services.aggregator.rollup import RollupKey
-from services.aggregator.version_merge import DecodedRow
+from services.aggregator.version_merge import StoredRow
 
-# (width in minutes, bucket, key, revision) of every row that went into a merge
-Fingerprint = frozenset[tuple[int, int, RollupKey, int]]
+# what identifies every row (and its revision) that went into a merge
+Fingerprint = frozenset[Hashable]
 V = TypeVar("V")
 
-# A ROW is ~2 kB: ~20 MB. A decoded row takes ~6 kB on average (a month's block up to ~25 kB): 64 MB
-# hold ~10,000 rows, those of several 30-day queries of 100 versions (~1,600 rows each, mostly shared).
+# A ROW is ~2 kB: ~20 MB. A row's blob takes ~3.5 kB on average (a month's block up to ~10 kB): 64 MB
+# hold ~18,000 rows, those of several 30-day queries of 100 versions (~1,600 rows each, mostly shared).
 ROW_ENTRIES = 10_000
-DECODED_BYTES = 64 * 1024**2
+SKETCH_BYTES = 64 * 1024**2
 # (project, width in minutes, bucket, key): a rollup row's identity
 RowIdentity = tuple[Hashable, int, int, RollupKey]
 
@@ -55,23 +55,31 @@ class Lru(Generic[V]):
             self._items.popitem(last=False)
 
 
-class DecodedRows:
-    """Decoded rollup rows by identity, each valid for one revision; the least recently used go first
-    once their bytes pass the budget."""
+class Sized(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+R = TypeVar("R", bound=Sized)
+
+
+class DecodedRows(Generic[R]):
+    """Rollup rows' sketches by identity (as stored or decoded), each valid for one revision; the least
+    recently used go first once their bytes pass the budget."""
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self.nbytes = 0
-        self._items: OrderedDict[RowIdentity, tuple[int, DecodedRow]] = OrderedDict()
+        self._items: OrderedDict[RowIdentity, tuple[int, R]] = OrderedDict()
 
-    def get(self, identity: RowIdentity, revision: int) -> DecodedRow | None:
+    def get(self, identity: RowIdentity, revision: int) -> R | None:
         item = self._items.get(identity)
         if item is None or item[0] != revision:
             return None
         self._items.move_to_end(identity)
         return item[1]
 
-    def put(self, identity: RowIdentity, revision: int, row: DecodedRow) -> None:
+    def put(self, identity: RowIdentity, revision: int, row: R) -> None:
         old = self._items.pop(identity, None)
         if old is not None:
             self.nbytes -= old[1].nbytes
@@ -87,11 +95,11 @@ class DecodedRows:
 
 @dataclass
 class BlockCache:
-    """Per-process memory of metrics queries: ROWs by all their rows, decoded rows by revision."""
+    """Per-process memory of metrics queries: ROWs by all their rows, rows' sketches by revision."""
 
     rows: Lru[dict[str, Any]]
-    decoded: DecodedRows
+    sketches: DecodedRows[StoredRow]
 
     @classmethod
     def create(cls) -> BlockCache:
-        return cls(Lru(ROW_ENTRIES), DecodedRows(DECODED_BYTES))
+        return cls(Lru(ROW_ENTRIES), DecodedRows(SKETCH_BYTES))

@@ -4,8 +4,8 @@ A range [from, to) is honoured to the minute (from rounded down, to rounded up) 
 few aligned blocks per version (`rollup.cover`); their rows are merged into one cell per version
 and turned into CONTRACT's ROW. A query reads every covered row's counters and revision, takes the
 versions whose rows all match a cached ROW from the cache, and fetches the sketches of only the rows
-it has not decoded at their current revision; all other versions are merged together in one pass
-(`version_merge`).
+it does not hold at their current revision; all other versions are merged together in one pass
+(`version_merge.summarise_blobs`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from services.aggregator import rollup
 from services.aggregator.block_cache import BlockCache, RowIdentity
 from services.aggregator.rollup import NS_PER_MINUTE, Cell, RollupKey
 from services.aggregator.store import Conn
-from services.aggregator.version_merge import EMPTY_ROW, DecodedRow, Summary, decode_row, merge_groups
+from services.aggregator.version_merge import StoredRow, Summary, stored_row, summarise_blobs
 
 # The rows' counters and revisions only: sketches are fetched for the rows the cache cannot answer.
 _META_QUERY = """
@@ -41,8 +41,6 @@ JOIN unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text
 WHERE r.project_id = $1
 """
 CACHE = BlockCache.create()
-
-RowId = tuple[int, int, RollupKey]
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,7 @@ async def _blocks(conn: Conn, project: uuid.UUID, filters: Filters) -> list[tupl
     return rollup.cover(start, end) if start < end else []
 
 
-def _row_id(r: asyncpg.Record) -> RowId:
+def _row_id(r: asyncpg.Record) -> tuple[int, int, RollupKey]:
     return (
         r["width_minutes"],
         r["bucket"],
@@ -158,30 +156,49 @@ def metrics_row(
 
 @dataclass
 class _Version:
-    """One version's rows of a query, and what identifies their contents (block and revision of each)."""
+    """One version's rows of a query, and what identifies their contents (identity and revision of each)."""
 
     rows: list[asyncpg.Record]
-    ids: list[RowId]
+    ids: list[RowIdentity]
     revisions: list[int]
-
-    def fingerprint(self) -> frozenset[tuple[int, int, RollupKey, int]]:
-        return frozenset((w, b, k, rev) for (w, b, k), rev in zip(self.ids, self.revisions, strict=True))
+    fingerprint: frozenset[tuple[RowIdentity, int]] = frozenset()
 
 
-async def _sketches_of(conn: Conn, project: uuid.UUID, ids: list[RowId]) -> dict[RowId, bytes]:
+def _versions(
+    project: uuid.UUID, rows: list[asyncpg.Record], by: str, keep: Callable[[RollupKey], bool]
+) -> dict[Hashable, _Version]:
+    """The kept rows grouped by version (`by`: a RollupKey field), each with its identities and revisions."""
+    versions: dict[Hashable, _Version] = {}
+    for r in rows:
+        width, bucket, app, prompt, version, model, revision = r[:7]
+        key = RollupKey(app, prompt, version, model)
+        if keep(key):
+            g = getattr(key, by)
+            v = versions.get(g)
+            if v is None:
+                v = versions[g] = _Version([], [], [])
+            v.rows.append(r)
+            v.ids.append((project, width, bucket, key))
+            v.revisions.append(revision)
+    for v in versions.values():
+        v.fingerprint = frozenset(zip(v.ids, v.revisions, strict=True))
+    return versions
+
+
+async def _sketches_of(conn: Conn, project: uuid.UUID, ids: list[RowIdentity]) -> dict[RowIdentity, bytes]:
     if not ids:
         return {}
     rows = await conn.fetch(
         _SKETCH_QUERY,
         project,
-        [i[0] for i in ids],
         [i[1] for i in ids],
-        [i[2].app_version for i in ids],
-        [i[2].prompt_name for i in ids],
-        [i[2].prompt_version for i in ids],
-        [i[2].model for i in ids],
+        [i[2] for i in ids],
+        [i[3].app_version for i in ids],
+        [i[3].prompt_name for i in ids],
+        [i[3].prompt_version for i in ids],
+        [i[3].model for i in ids],
     )
-    return {_row_id(r): r["sketches"] for r in rows}
+    return {(project, *_row_id(r)): r["sketches"] for r in rows}
 
 
 async def _read(
@@ -193,49 +210,33 @@ async def _read(
     by: str,
     keep: Callable[[RollupKey], bool],
     cached: Callable[[Hashable, _Version], bool],
-) -> tuple[dict[Hashable, _Version], dict[Hashable, list[DecodedRow]]]:
-    """Every kept version's rows, and the decoded rows of the versions without a cached ROW (fetching the
-    sketches of only the rows not decoded at their current revision)."""
+) -> tuple[dict[Hashable, _Version], dict[Hashable, list[bytes]]]:
+    """Every kept version's rows, and the sketch blobs of the versions without a cached ROW (fetching
+    those of only the rows not held at their current revision)."""
     # one snapshot: the revisions read are those of the sketches read
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await conn.fetch(
             _META_QUERY, project, [b[0] for b in blocks], [b[1] for b in blocks], prompt_name, filters.model
         )
-        versions: dict[Hashable, _Version] = {}
-        for r in rows:
-            width, bucket, app, prompt, version, model, revision = r[:7]
-            key = RollupKey(app, prompt, version, model)
-            if keep(key):
-                g = getattr(key, by)
-                v = versions.get(g)
-                if v is None:
-                    v = versions[g] = _Version([], [], [])
-                v.rows.append(r)
-                v.ids.append((width, bucket, key))
-                v.revisions.append(revision)
-        # each uncached version's rows: decoded at their revision already, or to fetch
-        rows_of: dict[Hashable, list[DecodedRow | None]] = {
-            g: [CACHE.decoded.get((project, *i), rev) for i, rev in zip(v.ids, v.revisions, strict=True)]
+        versions = _versions(project, rows, by, keep)
+        held = {
+            g: [CACHE.sketches.get(i, rev) for i, rev in zip(v.ids, v.revisions, strict=True)]
             for g, v in versions.items()
             if not cached(g, v)
         }
-        wanted = [i for g, rs in rows_of.items() for i, r in zip(versions[g].ids, rs, strict=True) if r is None]
+        wanted = [i for g, rs in held.items() for i, r in zip(versions[g].ids, rs, strict=True) if r is None]
         blobs = await _sketches_of(conn, project, wanted)
-    return versions, {g: _decoded(project, versions[g], rs, blobs) for g, rs in rows_of.items()}
+    return versions, {g: _blobs(versions[g], rs, blobs) for g, rs in held.items()}
 
 
-def _decoded(
-    project: uuid.UUID, v: _Version, rows: list[DecodedRow | None], blobs: dict[RowId, bytes]
-) -> list[DecodedRow]:
-    """The version's rows decoded: those the cache held, the others from the blobs just fetched (and cached)."""
+def _blobs(v: _Version, held: list[StoredRow | None], fetched: dict[RowIdentity, bytes]) -> list[bytes]:
+    """The version's rows' blobs: those the cache held, the others just fetched (and now cached)."""
     out = []
-    for row_id, revision, row in zip(v.ids, v.revisions, rows, strict=True):
+    for identity, revision, row in zip(v.ids, v.revisions, held, strict=True):
         if row is None:
-            blob = blobs.get(row_id)
-            row = decode_row(blob) if blob is not None else EMPTY_ROW
-            identity: RowIdentity = (project, *row_id)
-            CACHE.decoded.put(identity, revision, row)
-        out.append(row)
+            row = stored_row(fetched.get(identity, b""))
+            CACHE.sketches.put(identity, revision, row)
+        out.append(row.blob)
     return out
 
 
@@ -255,18 +256,18 @@ async def _grouped(
     out: dict[Hashable, dict[str, Any]] = {}
 
     def cached(g: Hashable, v: _Version) -> bool:
-        hit = CACHE.rows.get((scope, g), v.fingerprint())
+        hit = CACHE.rows.get((scope, g), v.fingerprint)
         if hit is not None:
             out[g] = hit
         return hit is not None
 
-    versions, decoded = await _read(conn, project, blocks, prompt_name, filters, by, keep, cached)
-    missing = list(decoded)
-    merged = merge_groups([decoded[g] for g in missing])
+    versions, blobs = await _read(conn, project, blocks, prompt_name, filters, by, keep, cached)
+    missing = list(blobs)
+    merged = summarise_blobs([blobs[g] for g in missing])
     for g, summaries, errors in zip(missing, merged.summaries, merged.score_errors, strict=True):
         v = versions[g]
         row = metrics_row("", [], counters(v.rows), summaries, errors)
-        CACHE.rows.put((scope, g), v.fingerprint(), row)
+        CACHE.rows.put((scope, g), v.fingerprint, row)
         out[g] = row
     return {g: row for g, row in out.items() if row["generation_count"]}
 

@@ -7,9 +7,10 @@ one slice, all sparse stores of all versions are counted with one bincount, and 
 every version come from one cumulative sum per matrix. The answers are those of
 `sketches.merge(...).quantiles(...)`: the same bins, ranks and clipping to the exact extremes.
 
-Where it is built, `_bins.c` sums a metric's parts (counts, compensated totals, extremes and both bin
-matrices) in one call; the NumPy code here is its twin, used without a compiler or for input the C
-code is not sure of.
+Where it is built, `_bins.c` does all of it in one call straight from the rows' blobs as Postgres
+returns them (`summarise_blobs`: no Python object per row, sketch or store, and nothing to decode when
+a row is first read); the msgpack decode and NumPy code here are its twin, used without a compiler or
+for input the C code is not sure of.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ _ITEMSIZE = tuple(np.dtype(t).itemsize for t in _DTYPES)
 # Python objects around a decoded row's buffers (dict, tuples, numbers, bytes headers): measured with
 # tracemalloc on the bench's rows, for the cache's byte budget.
 _ROW_OVERHEAD_BYTES = 2_500
+# A StoredRow's object and bytes headers, beside its blob.
+_STORED_OVERHEAD_BYTES = 100
+# values_of() of every key a finite double can have at ACCURACY (about ±71,000), made by NumPy once, so
+# that the C summary's quantiles are the very numbers the Python twin computes (libm's pow and NumPy's
+# differ in the last bit for some keys).
+_KEY_SPAN = 72_000
+with np.errstate(over="ignore"):
+    _VALUES = values_of(np.arange(-_KEY_SPAN, _KEY_SPAN, dtype=np.int64)).tobytes()
 
 
 # sketches.encode()'s list, decoded as a tuple: [count, total, low, high, zeros, positive, negative],
@@ -71,6 +80,17 @@ def decode_row(blob: bytes) -> DecodedRow:
     return msgspec.structs.replace(row, nbytes=len(blob) + _ROW_OVERHEAD_BYTES)
 
 
+class StoredRow(msgspec.Struct, frozen=True, gc=False):
+    """A rollup row's sketches as stored (rollup.to_blob's bytes), which summarise_blobs reads in place."""
+
+    blob: bytes
+    nbytes: int
+
+
+def stored_row(blob: bytes) -> StoredRow:
+    return StoredRow(blob, len(blob) + _STORED_OVERHEAD_BYTES)
+
+
 @dataclass(frozen=True)
 class Summary:
     """One metric of one version: exact count, sum and extremes, and its QUANTILES (within ACCURACY)."""
@@ -92,6 +112,21 @@ class Merged:
 
     summaries: list[dict[str, Summary]]
     score_errors: list[dict[str, int]]
+
+
+def summarise_blobs(groups: Sequence[Sequence[bytes]]) -> Merged:
+    """merge_groups() of each group of rows given as their blobs (b"": a row without sketches)."""
+    found = (
+        _bins.summarise_blobs([list(g) for g in groups], QUANTILES, _VALUES, -_KEY_SPAN) if _bins is not None else None
+    )
+    if found is None:  # no accelerator, or a blob it is not sure of
+        return merge_groups([[decode_row(blob) for blob in g] for g in groups])
+    by_slot, errors = found
+    summaries = [
+        {name: Summary(c, t, lo, hi, dict(zip(QUANTILES, q, strict=True))) for name, (c, t, lo, hi, q) in s.items()}
+        for s in by_slot
+    ]
+    return Merged(summaries, errors)
 
 
 def merge_groups(groups: Sequence[Sequence[DecodedRow]]) -> Merged:

@@ -147,3 +147,74 @@ def test_a_matrix_too_wide_for_the_budget_is_not_built() -> None:
     assert version_merge._bins.merge_stores(stores, 2, 100) == (-1000, 2001, None)
     low, width, cells = version_merge._bins.merge_stores(stores[:1], 1, 100) or (0, 0, None)
     assert (low, width) == (-1000, 1) and cells is not None and np.frombuffer(cells, dtype=np.int64).tolist() == [1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(row_values, st.dictionaries(st.sampled_from(["helpfulness", "toxicity"]), st.integers(1, 3)))
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_summarising_blobs_in_c_answers_what_decoding_and_merging_them_answers(
+    groups: list[list[tuple[dict[str, list[float]], dict[str, int]]]],
+) -> None:
+    blobs = [[_blob(values, errors) for values, errors in rows] + [b""] for rows in groups]
+    accelerator = version_merge._bins
+    if accelerator is not None:  # the C path reads every blob the writer makes
+        assert accelerator.summarise_blobs(blobs, QUANTILES, version_merge._VALUES, -version_merge._KEY_SPAN)
+    try:
+        version_merge._bins = None  # type: ignore[assignment]
+        python = version_merge.summarise_blobs(blobs)
+    finally:
+        version_merge._bins = accelerator
+    merged = version_merge.summarise_blobs(blobs)
+    _check([[values for values, _ in rows] for rows in groups], merged)
+    assert merged.score_errors == python.score_errors
+    for mine, theirs in zip(merged.summaries, python.summaries, strict=True):
+        assert {n: (s.count, s.low, s.high, s.quantiles) for n, s in mine.items()} == {
+            n: (s.count, s.low, s.high, s.quantiles) for n, s in theirs.items()
+        }
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "blob",
+    [
+        _blob({"latency_ms": [1.0, 2.0]})[:-1],  # cut short
+        _blob({"latency_ms": [1.0, 2.0]}) + b"\x00",  # bytes after the row
+        b"\x81\xa1x\x80",  # a field that is not "s" or "e"
+        b"\x81\xa1s\x81\xa1m\x93\x01\x02\x03",  # a sketch of three fields
+        b"\x81\xa1s\x81\xa1m\x97\x01\xcb" + b"\x7f\xf0" + b"\x00" * 6 + b"\x01\x01\x00\x90\x90",  # an infinite total
+        b"\x81\xa1s\x81\xa1m\x97\x01\x01\x01\x01\x00\x94\x00\x09\x00\xc4\x01\x01\x90",  # no such count type
+        b"\x81\xa1s\x81\xa1m\x97\x01\x01\x01\x01\x00\x94\x00\x01\x00\xc4\x01\x01\x90",  # half a uint16
+        b"\x81\xa1s\x81\xa1m\x97\x01\x01\x01\x01\x00\x94\x00\x00\xce\x7f\xff\xff\xff\xc4\x01\x01\x90",  # a far key
+        "not bytes",
+    ],
+)
+def test_blobs_the_c_summary_is_not_sure_of_are_left_to_the_python_twin(blob: object) -> None:
+    good = _blob({"latency_ms": [3.0]})
+    found = version_merge._bins.summarise_blobs(
+        [[good], [good, blob]],  # type: ignore[list-item]
+        QUANTILES,
+        version_merge._VALUES,
+        -version_merge._KEY_SPAN,
+    )
+    assert found is None
+
+
+def test_a_blob_spelled_out_in_bytes_is_read_by_both_paths() -> None:
+    # rollup.to_blob's format, fixed in users' databases: {"s": {name: [count, total, low, high, zeros,
+    # positive store, negative store]}, "e": {}}, here a sparse store of keys 0 and 70
+    blob = b"\x82\xa1s\x81\xaalatency_ms\x97\x02\xcb@\x08\x00\x00\x00\x00\x00\x00\xcb?\xf0\x00\x00\x00\x00"
+    blob += b"\x00\x00\xcb@\x00\x00\x00\x00\x00\x00\x00\x00\x95\x01\x00\x00\xc4\x08\x00\x00\x00\x00F\x00\x00"
+    blob += b"\x00\xc4\x02\x01\x01\x90\xa1e\x80"
+    assert blob == _blob({"latency_ms": [1.0, 2.0]})
+    expected = Sketch.of([1.0, 2.0]).quantiles(QUANTILES)
+    for merged in (version_merge.summarise_blobs([[blob, b""]]), merge_groups([[decode_row(blob)]])):
+        summary = merged.summaries[0]["latency_ms"]
+        assert (summary.count, summary.total, summary.low, summary.high) == (2, 3.0, 1.0, 2.0)
+        assert [summary.quantiles[q] for q in QUANTILES] == expected
