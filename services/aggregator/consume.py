@@ -21,6 +21,7 @@ from services.aggregator.decode import ACCELERATED, DecodedSpans, ScoreRow, Unde
 from services.aggregator.rollup import AppliedScore, at_levels, batch_minute_cells, minute_cells
 from services.common.bus import Bus
 from services.common.logs import get_logger
+from services.common.payload import CorruptPayload, payload_of
 
 log = get_logger(component="aggregator.consume")
 
@@ -66,8 +67,8 @@ class SpanSink:
         decoded: list[DecodedSpans] = []
         for msg in msgs:
             try:
-                spans = decode_spans(msg.data)
-            except Undecodable as exc:
+                spans = decode_spans(payload_of(msg))
+            except (Undecodable, CorruptPayload) as exc:
                 await self.bus.dead_letter(self.bus.topology.spans_stream, msg, str(exc))
                 continue
             if spans.skipped:
@@ -110,8 +111,8 @@ class ScoreSink:
         now_ns = time.time_ns()
         for msg in msgs:
             try:
-                rows.extend(decode_scores(msg.data, now_ns))
-            except Undecodable as exc:
+                rows.extend(decode_scores(payload_of(msg), now_ns))
+            except (Undecodable, CorruptPayload) as exc:
                 await self.bus.dead_letter(self.bus.topology.scores_stream, msg, str(exc))
         if not rows:
             return

@@ -29,6 +29,7 @@ from nats.js.api import (
 from nats.js.errors import APIError, NotFoundError
 
 from services.common.logs import get_logger
+from services.common.payload import ENCODING_HEADER, ZSTD, compressed
 from services.common.settings import Settings
 
 log = get_logger(component="bus")
@@ -148,14 +149,22 @@ class Bus:
         for stream, consumer in self.topology.consumers():
             await self.js.add_consumer(stream, consumer)
 
-    async def publish(self, subject: str, payload: bytes, msg_id: str | None = None, timeout: float = 5.0) -> None:
-        """Publish to a stream and return only once JetStream has stored it."""
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        await self.js.publish(subject, payload, timeout=timeout, headers=headers)
+    async def publish(
+        self, subject: str, payload: bytes, msg_id: str | None = None, timeout: float = 5.0, compress: bool = False
+    ) -> None:
+        """Publish to a stream and return only once JetStream has stored it. A compressed payload is
+        marked, and consumers read it back with `payload_of`."""
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else {}
+        frame = compressed(payload) if compress else None
+        if frame is not None:
+            payload, headers[ENCODING_HEADER] = frame, ZSTD
+        await self.js.publish(subject, payload, timeout=timeout, headers=headers or None)
 
     async def dead_letter(self, stream: str, msg: Msg, reason: str) -> None:
         """Keep a message that cannot be processed, with the reason, out of the way of the rest."""
         headers = {"Vane-Dead-Reason": reason[:500], "Vane-Source-Subject": msg.subject}
+        if msg.headers and ENCODING_HEADER in msg.headers:  # its bytes stay as they came: still readable
+            headers[ENCODING_HEADER] = msg.headers[ENCODING_HEADER]
         await self.js.publish(self.topology.dead_letter_subject(stream), msg.data, headers=headers)
         log.warning("dead_lettered", stream=stream, reason=reason)
 

@@ -22,6 +22,7 @@ from vane.v1 import bus_pb2
 
 from services.common.bus import Bus, Topology
 from services.common.logs import get_logger
+from services.common.payload import CorruptPayload, payload_of
 from services.evaluator import metrics, records
 from services.evaluator.config import EvaluatorConfig
 from services.evaluator.evaluate import Evaluators
@@ -93,14 +94,14 @@ class SpanConsumer:
         metrics.IN_FLIGHT.inc()
         keep_alive = asyncio.create_task(_keep_alive(msg))
         try:
-            verdict = await self.process(msg.data, _deliveries(msg))
+            verdict = await self.process(payload_of(msg), _deliveries(msg))
             if verdict.retry_in is None:
                 await msg.ack()
                 metrics.MESSAGES.labels(result="acked").inc()
             else:
                 await msg.nak(delay=verdict.retry_in)
                 metrics.MESSAGES.labels(result="retried").inc()
-        except PoisonMessage as exc:
+        except (PoisonMessage, CorruptPayload) as exc:
             await self.bus.dead_letter(self.bus.topology.spans_stream, msg, str(exc))
             await msg.ack()
             metrics.MESSAGES.labels(result="dead_lettered").inc()

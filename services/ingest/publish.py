@@ -108,11 +108,16 @@ def message_limit(bus: Bus) -> int:
     return max(64 * 1024, int(bus.nc.max_payload) - HEADROOM)
 
 
-async def publish_all(bus: Bus, subject: str, chunks: Sequence[bytes], digest: str, timeout: float) -> None:
+async def publish_all(
+    bus: Bus, subject: str, chunks: Sequence[bytes], digest: str, timeout: float, compress: bool = False
+) -> None:
     """Store every chunk or raise Unavailable (503): what did get stored is deduplicated on retry."""
     try:
         await asyncio.gather(
-            *(bus.publish(subject, chunk, msg_id=f"{digest}-{i}", timeout=timeout) for i, chunk in enumerate(chunks))
+            *(
+                bus.publish(subject, chunk, msg_id=f"{digest}-{i}", timeout=timeout, compress=compress)
+                for i, chunk in enumerate(chunks)
+            )
         )
     except Exception as exc:
         log.warning("publish_failed", subject=subject, messages=len(chunks), error=f"{type(exc).__name__}: {exc}")

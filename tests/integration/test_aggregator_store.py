@@ -23,9 +23,10 @@ from tests.support.aggregator_load import make_load
 def _messages(project: Any, spans: list[bus_pb2.CanonicalSpan], per: int = 100) -> list[Any]:
     return [
         types.SimpleNamespace(
+            headers=None,
             data=bus_pb2.SpanBatch(
                 schema_version=1, project_id=str(project), spans=spans[i : i + per], received_unix_nano=time.time_ns()
-            ).SerializeToString()
+            ).SerializeToString(),
         )
         for i in range(0, len(spans), per)
     ]

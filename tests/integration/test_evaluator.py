@@ -19,6 +19,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from vane.v1 import bus_pb2
 
 from services.common.bus import Bus, Topology
+from services.common.payload import ENCODING_HEADER, ZSTD
 from tests.conftest import Infra, Project
 from tests.support.chat_completions import ChatCompletionsServer
 from tests.support.processes import ServiceProcess
@@ -80,7 +81,9 @@ def a_span(project: Project, **fields: Any) -> bus_pb2.CanonicalSpan:
 
 async def publish_spans(bus: Bus, project: Project, spans: list[bus_pb2.CanonicalSpan], msg_id: str = "") -> None:
     batch = bus_pb2.SpanBatch(schema_version=1, project_id=str(project.id), spans=spans)
-    await bus.publish(bus.topology.spans_subject, batch.SerializeToString(), msg_id=msg_id or str(uuid.uuid4()))
+    await bus.publish(
+        bus.topology.spans_subject, batch.SerializeToString(), msg_id=msg_id or str(uuid.uuid4()), compress=True
+    )
 
 
 class ScoreReader:
@@ -355,10 +358,12 @@ async def test_an_undecodable_message_is_dead_lettered_and_the_rest_goes_on(
     scores_reader = await scores_of(project)
     await create_rule(evaluator, project, evaluator="is_json")
     await bus.publish(bus.topology.spans_subject, b"\xff\xfenot a span batch", msg_id=str(uuid.uuid4()))
+    # marked compressed, but not a zstd frame
+    await bus.js.publish(bus.topology.spans_subject, b"not zstd either", headers={ENCODING_HEADER: ZSTD})
     await publish_spans(bus, project, [a_span(project)])
     assert len(await scores_reader.eventually(1)) == 1
     info = await bus.js.stream_info(bus.topology.dead_letter_stream)
-    assert info.state.messages >= 1
+    assert info.state.messages >= 2
 
 
 async def test_evaluator_rules_api_creates_lists_updates_disables_and_isolates_projects(

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from vane.v1.bus_pb2 import CanonicalSpan, Score, ScoreBatch, SpanBatch
 
 from services.common.bus import Topology
+from services.common.payload import CorruptPayload, payload_of
 from tests.conftest import Infra
 from tests.support.processes import ServiceProcess
 from tests.support.traceai import traceai_register
@@ -83,12 +84,13 @@ async def read_stream(infra: Infra, kind: str, project_id: str, expect: int, dea
                 await msg.ack()
                 # The namespace is the run's: other tests leave their own messages on it, some of
                 # them garbage on purpose (the evaluator's dead-letter test). Only this project's count.
-                with contextlib.suppress(DecodeError):
+                with contextlib.suppress(DecodeError, CorruptPayload):
                     if kind == "spans":
-                        batch = SpanBatch.FromString(msg.data)
+                        batch = SpanBatch.FromString(payload_of(msg))
                         found.extend(batch.spans if batch.project_id == project_id else [])
                     else:
-                        found.extend(s for s in ScoreBatch.FromString(msg.data).scores if s.project_id == project_id)
+                        scores = ScoreBatch.FromString(payload_of(msg)).scores
+                        found.extend(s for s in scores if s.project_id == project_id)
     finally:
         await nc.close()
 
