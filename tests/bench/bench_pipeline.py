@@ -27,7 +27,7 @@ from services.cli.demo import demo_generations, otlp_request
 from services.common.bus import Bus
 from services.common.settings import Settings
 from tests.bench.bench_ingest import SPANS_PER_REQUEST, unique_bodies
-from tests.bench.measure import PeakRss
+from tests.bench.measure import CpuSplit, PeakRss
 from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams
 from tests.support.processes import ServiceProcess
 from tests.support.scratch import drop_database, migrated_project, with_database
@@ -87,7 +87,7 @@ async def _export_all(http: aiohttp.ClientSession, ingest: str, bodies: list[byt
 
 
 async def throughput(
-    http: aiohttp.ClientSession, urls: dict[str, str], spans: int, concurrency: int, bodies: str
+    http: aiohttp.ClientSession, urls: dict[str, str], spans: int, concurrency: int, bodies: str, cpu: CpuSplit
 ) -> None:
     if bodies == "realistic":  # bench_ingest's requests: 512 GenAI + traceAI spans, ~880 bytes each
         requests = unique_bodies(-(-spans // SPANS_PER_REQUEST))
@@ -95,6 +95,7 @@ async def throughput(
     else:  # the demo's requests: 500 short spans, ~480 bytes each
         requests = _bodies(spans, days=0.01)
     print(f"pipeline: {len(requests):,} {bodies} requests of {sum(map(len, requests)) / spans:.0f} bytes per span")
+    cpu.start()
     started = time.perf_counter()
     await _export_all(http, urls["ingest"], requests, concurrency)
     exported = time.perf_counter() - started
@@ -103,8 +104,14 @@ async def throughput(
             break
         await asyncio.sleep(0.05)
     visible = time.perf_counter() - started
+    used = cpu.stop()
     print(f"pipeline: {spans:,} spans exported in {exported:.1f}s ({spans / exported:,.0f} spans/s accepted by ingest)")
     print(f"pipeline: all visible in the API after {visible:.1f}s = {spans / visible:,.0f} spans/s end to end")
+    split = ", ".join(
+        f"{group} {seconds / spans * 1e6:.1f}" for group, seconds in sorted(used.items(), key=lambda g: -g[1])
+    )
+    total = sum(used.values())
+    print(f"pipeline: CPU µs per span: {split}; all {total / spans * 1e6:.1f} ({total / visible:.2f} cores)")
 
 
 def _bodies(spans: int, days: float) -> list[bytes]:
@@ -166,7 +173,8 @@ async def freshness(http: aiohttp.ClientSession, urls: dict[str, str], probes: i
 async def main(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     token = secrets.token_hex(3)
-    database_url = with_database(settings.database_url, f"vane_bench_{token}")
+    database = f"vane_bench_{token}"
+    database_url = with_database(settings.database_url, database)
     _, keys = await migrated_project(database_url, "bench-pipeline")
     env = {
         "VANE_DATABASE_URL": database_url,
@@ -187,7 +195,8 @@ async def main(args: argparse.Namespace) -> None:
         # aiohttp, not httpx: the load client shares the 2 cores, and httpx spent ~4 ms of CPU per 450 KB request.
         auth = {"Authorization": f"Bearer {keys.secret_key}"}
         async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=30)) as http:
-            await throughput(http, urls, args.spans, args.concurrency, args.bodies)
+            cpu = CpuSplit({name: p.proc.pid for name, p in services.items() if p.proc is not None}, database)
+            await throughput(http, urls, args.spans, args.concurrency, args.bodies, cpu)
             await freshness(http, urls, args.probes, args.background_rate)
         for name, sampler in rss.items():
             print(f"peak RSS {name}: {sampler.stop():.0f} MB (with its worker processes)")
