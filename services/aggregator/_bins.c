@@ -503,6 +503,8 @@ static int slot_quantiles(const double *qs, int n_qs, long long count, long long
 #define MAX_QUANTILES 16
 
 typedef struct {
+    PyObject *make;    /* called with (count, total, low, high, {quantile: value}) for each summary */
+    PyObject *q_keys;  /* the quantiles asked, as given */
     double qs[MAX_QUANTILES];
     int n_qs;
     ValueTable table;
@@ -537,17 +539,23 @@ static PyObject *summarise_run(Summariser *m, Part *const *parts, Py_ssize_t cou
     if (!slot_quantiles(m->qs, m->n_qs, n, zeros, m->cells[1], low[1], width[1], m->cells[0], low[0], width[0], lo,
                         hi, &m->table, found))
         Py_RETURN_NONE;
-    PyObject *quantiles = PyTuple_New(m->n_qs);
+    PyObject *quantiles = PyDict_New();
     if (quantiles == NULL) return NULL;
     for (int k = 0; k < m->n_qs; k++) {
         PyObject *v = PyFloat_FromDouble(found[k]);
-        if (v == NULL) {
+        int failed = v == NULL || PyDict_SetItem(quantiles, PyTuple_GET_ITEM(m->q_keys, k), v) < 0;
+        Py_XDECREF(v);
+        if (failed) {
             Py_DECREF(quantiles);
             return NULL;
         }
-        PyTuple_SET_ITEM(quantiles, k, v);
     }
-    return Py_BuildValue("LdddN", n, sum + carry, lo, hi, quantiles);
+    PyObject *fields[5] = {PyLong_FromLongLong(n), PyFloat_FromDouble(sum + carry), PyFloat_FromDouble(lo),
+                           PyFloat_FromDouble(hi), quantiles};
+    PyObject *summary = NULL;
+    if (fields[0] && fields[1] && fields[2] && fields[3]) summary = PyObject_Vectorcall(m->make, fields, 5, NULL);
+    for (int i = 0; i < 5; i++) Py_XDECREF(fields[i]);
+    return summary;
 }
 
 /* Every metric's parts summarised by slot into summaries[slot][name]: 1 done, 0 malformed, -1 error. */
@@ -594,20 +602,23 @@ out:
     return done;
 }
 
-/* summarise_blobs(groups, quantiles, values, values_low) -> (summaries, errors) | None
+/* summarise_blobs(groups, quantiles, values, values_low, make) -> (summaries, errors) | None
  *
  * `groups`: a list (one per slot) of lists of rollup blobs (rollup.to_blob's bytes, b"" for none).
- * Per slot, `summaries[slot]` maps each metric with values to (count, total, low, high, quantiles) of
- * its merged sketches, quantiles as version_merge._quantiles finds them (`values`: float64 bytes of
+ * Per slot, `summaries[slot]` maps each metric with values to make(count, total, low, high,
+ * {quantile: value}) of its merged sketches, quantiles as version_merge._quantiles finds them (`values`: float64 bytes of
  * values_of(key) for keys from `values_low`); `errors[slot]` sums the rows' failed evaluations by
  * score name. None: a blob this code is not sure of (the caller decodes them in Python instead). */
 static PyObject *summarise_blobs(PyObject *self, PyObject *args) {
     PyObject *groups, *qs, *out = NULL, *summaries = NULL, *errors = NULL;
     Py_buffer values;
     long long values_low;
-    if (!PyArg_ParseTuple(args, "O!O!y*L", &PyList_Type, &groups, &PyTuple_Type, &qs, &values, &values_low))
+    PyObject *make;
+    if (!PyArg_ParseTuple(args, "O!O!y*LO", &PyList_Type, &groups, &PyTuple_Type, &qs, &values, &values_low, &make))
         return NULL;
-    Summariser m = {.n_qs = (int)PyTuple_GET_SIZE(qs),
+    Summariser m = {.make = make,
+                    .q_keys = qs,
+                    .n_qs = (int)PyTuple_GET_SIZE(qs),
                     .table = {(const double *)values.buf, values_low, values.len / 8}};
     Parsed p = {0};
     Py_ssize_t n = PyList_GET_SIZE(groups);
@@ -662,8 +673,8 @@ static PyMethodDef methods[] = {
      "merge_sketches(parts, n, max_cells) -> (count, total, low, high, zeros, positive, negative) | None: "
      "encoded sketches summed by slot."},
     {"summarise_blobs", summarise_blobs, METH_VARARGS,
-     "summarise_blobs(groups, quantiles, values, values_low) -> (summaries, errors) | None: rollup blobs "
-     "merged by group, each metric's count, total, extremes and quantiles."},
+     "summarise_blobs(groups, quantiles, values, values_low, make) -> (summaries, errors) | None: rollup "
+     "blobs merged by group, make(count, total, low, high, quantiles) of each metric."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,7 +1,9 @@
 """Type stub of the C merge of encoded bin stores and sketches (services/aggregator/_bins.c)."""
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+_S = TypeVar("_S")
 
 def merge_stores(
     stores: list[tuple[int, Sequence[Any]]], n: int, max_cells: int, /
@@ -21,5 +23,10 @@ def merge_sketches(
     | None
 ): ...
 def summarise_blobs(
-    groups: list[list[bytes]], quantiles: tuple[float, ...], values: bytes, values_low: int, /
-) -> tuple[list[dict[str, tuple[int, float, float, float, tuple[float, ...]]]], list[dict[str, int]]] | None: ...
+    groups: list[list[bytes]],
+    quantiles: tuple[float, ...],
+    values: bytes,
+    values_low: int,
+    make: Callable[[int, float, float, float, dict[float, float]], _S],
+    /,
+) -> tuple[list[dict[str, _S]], list[dict[str, int]]] | None: ...

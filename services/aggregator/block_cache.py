@@ -18,7 +18,6 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from services.aggregator.rollup import RollupKey
 from services.aggregator.version_merge import StoredRow
 
 # what identifies every row (and its revision) that went into a merge
@@ -29,8 +28,11 @@ V = TypeVar("V")
 # hold ~18,000 rows, those of several 30-day queries of 100 versions (~1,600 rows each, mostly shared).
 ROW_ENTRIES = 10_000
 SKETCH_BYTES = 64 * 1024**2
-# (project, width in minutes, bucket, key): a rollup row's identity
-RowIdentity = tuple[Hashable, int, int, RollupKey]
+# (project as an int, (width in minutes, bucket, app version, prompt name, prompt version, model)): a rollup
+# row's identity, in the columns' order (a slice of the row read); an int hashes in C, a UUID does not
+RowIdentity = tuple[int, tuple[int, int, str, str, int, str]]
+# Blocks remembered as read (~300 bytes each): those of dozens of queries' covers in every scope.
+BLOCKS_READ = 20_000
 
 
 class Lru(Generic[V]):
@@ -93,13 +95,32 @@ class DecodedRows(Generic[R]):
         return len(self._items)
 
 
+class BlocksRead:
+    """The (scope, width, bucket) blocks whose rows' sketches have been read, the most recent ones: a hint
+    that those rows are held (a block not in it has its sketches read with its counters)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Hashable, None] = OrderedDict()
+
+    def __contains__(self, block: Hashable) -> bool:
+        return block in self._items
+
+    def add(self, block: Hashable) -> None:
+        self._items[block] = None
+        self._items.move_to_end(block)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
 @dataclass
 class BlockCache:
     """Per-process memory of metrics queries: ROWs by all their rows, rows' sketches by revision."""
 
     rows: Lru[dict[str, Any]]
     sketches: DecodedRows[StoredRow]
+    blocks_read: BlocksRead
 
     @classmethod
     def create(cls) -> BlockCache:
-        return cls(Lru(ROW_ENTRIES), DecodedRows(SKETCH_BYTES))
+        return cls(Lru(ROW_ENTRIES), DecodedRows(SKETCH_BYTES), BlocksRead(BLOCKS_READ))

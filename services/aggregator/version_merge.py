@@ -91,9 +91,9 @@ def stored_row(blob: bytes) -> StoredRow:
     return StoredRow(blob, len(blob) + _STORED_OVERHEAD_BYTES)
 
 
-@dataclass(frozen=True)
-class Summary:
-    """One metric of one version: exact count, sum and extremes, and its QUANTILES (within ACCURACY)."""
+class Summary(msgspec.Struct, frozen=True, gc=False):
+    """One metric of one version: exact count, sum and extremes, and its QUANTILES (within ACCURACY).
+    A Struct: the C summary makes hundreds per query, and a dataclass's __init__ cost ~2 µs each."""
 
     count: int
     total: float
@@ -116,17 +116,12 @@ class Merged:
 
 def summarise_blobs(groups: Sequence[Sequence[bytes]]) -> Merged:
     """merge_groups() of each group of rows given as their blobs (b"": a row without sketches)."""
-    found = (
-        _bins.summarise_blobs([list(g) for g in groups], QUANTILES, _VALUES, -_KEY_SPAN) if _bins is not None else None
-    )
+    found = None
+    if _bins is not None:
+        found = _bins.summarise_blobs([list(g) for g in groups], QUANTILES, _VALUES, -_KEY_SPAN, Summary)
     if found is None:  # no accelerator, or a blob it is not sure of
         return merge_groups([[decode_row(blob) for blob in g] for g in groups])
-    by_slot, errors = found
-    summaries = [
-        {name: Summary(c, t, lo, hi, dict(zip(QUANTILES, q, strict=True))) for name, (c, t, lo, hi, q) in s.items()}
-        for s in by_slot
-    ]
-    return Merged(summaries, errors)
+    return Merged(*found)
 
 
 def merge_groups(groups: Sequence[Sequence[DecodedRow]]) -> Merged:

@@ -165,7 +165,9 @@ def test_summarising_blobs_in_c_answers_what_decoding_and_merging_them_answers(
     blobs = [[_blob(values, errors) for values, errors in rows] + [b""] for rows in groups]
     accelerator = version_merge._bins
     if accelerator is not None:  # the C path reads every blob the writer makes
-        assert accelerator.summarise_blobs(blobs, QUANTILES, version_merge._VALUES, -version_merge._KEY_SPAN)
+        assert accelerator.summarise_blobs(
+            blobs, QUANTILES, version_merge._VALUES, -version_merge._KEY_SPAN, version_merge.Summary
+        )
     try:
         version_merge._bins = None  # type: ignore[assignment]
         python = version_merge.summarise_blobs(blobs)
@@ -202,6 +204,7 @@ def test_blobs_the_c_summary_is_not_sure_of_are_left_to_the_python_twin(blob: ob
         QUANTILES,
         version_merge._VALUES,
         -version_merge._KEY_SPAN,
+        version_merge.Summary,
     )
     assert found is None
 
