@@ -28,6 +28,7 @@ from services.common.bus import Bus
 from services.common.settings import Settings
 from tests.bench.bench_ingest import SPANS_PER_REQUEST, unique_bodies
 from tests.bench.measure import CpuSplit, PeakRss
+from tests.bench.raw_http import RawPoster
 from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams
 from tests.support.processes import ServiceProcess
 from tests.support.scratch import drop_database, migrated_project, with_database
@@ -70,24 +71,34 @@ async def _counted(http: aiohttp.ClientSession, aggregator: str) -> int:
     return sum(r["generation_count"] for r in await _versions(http, aggregator))
 
 
-async def _export_all(http: aiohttp.ClientSession, ingest: str, bodies: list[bytes], concurrency: int) -> None:
+async def _export_all(ingest: str, headers: dict[str, str], bodies: list[bytes], concurrency: int) -> None:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
 
     async def sender() -> None:
-        while not queue.empty():
-            body = queue.get_nowait()
-            while True:
-                if await _post(http, f"{ingest}/v1/traces", body) == 200:
-                    break
-                await asyncio.sleep(0.2)  # 503: the stream is full, retry as the OTLP exporter would
+        poster = RawPoster(f"{ingest}/v1/traces", {**headers, **PROTOBUF})
+        try:
+            while not queue.empty():
+                body = queue.get_nowait()
+                while True:
+                    if await poster.post(body) == 200:
+                        break
+                    await asyncio.sleep(0.2)  # 503: the stream is full, retry as the OTLP exporter would
+        finally:
+            await poster.close()
 
     await asyncio.gather(*(sender() for _ in range(concurrency)))
 
 
 async def throughput(
-    http: aiohttp.ClientSession, urls: dict[str, str], spans: int, concurrency: int, bodies: str, cpu: CpuSplit
+    http: aiohttp.ClientSession,
+    urls: dict[str, str],
+    headers: dict[str, str],
+    spans: int,
+    concurrency: int,
+    bodies: str,
+    cpu: CpuSplit,
 ) -> None:
     if bodies == "realistic":  # bench_ingest's requests: 512 GenAI + traceAI spans, ~880 bytes each
         requests = unique_bodies(-(-spans // SPANS_PER_REQUEST))
@@ -97,7 +108,7 @@ async def throughput(
     print(f"pipeline: {len(requests):,} {bodies} requests of {sum(map(len, requests)) / spans:.0f} bytes per span")
     cpu.start()
     started = time.perf_counter()
-    await _export_all(http, urls["ingest"], requests, concurrency)
+    await _export_all(urls["ingest"], headers, requests, concurrency)
     exported = time.perf_counter() - started
     while True:
         if await _counted(http, urls["aggregator"]) >= spans:
@@ -192,11 +203,11 @@ async def main(args: argparse.Namespace) -> None:
     bus = await bus_for(settings, settings.nats_url, env["VANE_NAMESPACE"])
     evaluator_off = asyncio.create_task(_without_evaluator(bus))
     try:
-        # aiohttp, not httpx: the load client shares the 2 cores, and httpx spent ~4 ms of CPU per 450 KB request.
+        # The throughput load goes through RawPoster; probes and paced background load through aiohttp.
         auth = {"Authorization": f"Bearer {keys.secret_key}"}
         async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=30)) as http:
             cpu = CpuSplit({name: p.proc.pid for name, p in services.items() if p.proc is not None}, database)
-            await throughput(http, urls, args.spans, args.concurrency, args.bodies, cpu)
+            await throughput(http, urls, auth, args.spans, args.concurrency, args.bodies, cpu)
             await freshness(http, urls, args.probes, args.background_rate)
         for name, sampler in rss.items():
             print(f"peak RSS {name}: {sampler.stop():.0f} MB (with its worker processes)")
