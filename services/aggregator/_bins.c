@@ -122,6 +122,16 @@ static int key_range(const Store *s, long long *low, long long *high) {
         row[i] += (long long)v;                                                                                  \
     }
 
+/* A sparse store's counts added at their keys' columns, the same way (keys checked to fall in the row). */
+#define ADD_SPARSE(type)                                                                                         \
+    for (Py_ssize_t i = 0; i < s->bins; i++) {                                                                   \
+        type v;                                                                                                  \
+        memcpy(&v, s->counts + sizeof(type) * i, sizeof(type));                                                  \
+        key += delta_at(s, i);                                                                                   \
+        if (key < low || key - low >= width) return 0;                                                           \
+        row[key - low] += (long long)v;                                                                          \
+    }
+
 /* Add a store into row `slot` of the n × width matrix whose first column is key `low`: 1 done, 0 malformed. */
 static int add_store(const Store *s, long long *matrix, Py_ssize_t n, long long width, long long low) {
     if (s->slot < 0 || s->slot >= n) return 0;
@@ -143,12 +153,18 @@ static int add_store(const Store *s, long long *matrix, Py_ssize_t n, long long 
         return 1;
     }
     long long key = s->first; /* a sparse store's first delta is 0: its keys are first + running sum */
-    for (Py_ssize_t i = 0; i < s->bins; i++) {
-        long long count = count_at(s, i);
-        key += delta_at(s, i);
-        long long column = key - low;
-        if (count < 0 || column < 0 || column >= width || row[column] > INT64_MAX - count) return 0;
-        row[column] += count;
+    switch (s->dtype) {
+    case 0: ADD_SPARSE(uint8_t) break;
+    case 1: ADD_SPARSE(uint16_t) break;
+    case 2: ADD_SPARSE(uint32_t) break;
+    default:
+        for (Py_ssize_t i = 0; i < s->bins; i++) {
+            long long count = count_at(s, i);
+            key += delta_at(s, i);
+            long long column = key - low;
+            if (count < 0 || column < 0 || column >= width || row[column] > INT64_MAX - count) return 0;
+            row[column] += count;
+        }
     }
     return 1;
 }
@@ -462,22 +478,34 @@ static long long sum_stores(Store *const *stores, Py_ssize_t count, long long **
     return width;
 }
 
-/* The first index whose running sum of `cells` is >= target (strict: > target), or `width`. */
-static long long first_reaching(const long long *cells, long long width, double target, int strict) {
-    long long running = 0;
-    for (long long i = 0; i < width; i++) {
-        running += cells[i];
-        if (strict ? (double)running > target : (double)running >= target) return i;
+/* Each cell replaced by the running sum up to it: 1 done, 0 a sum past int64. */
+static int running_sums(long long *cells, long long width) {
+    for (long long i = 1; i < width; i++) {
+        if (cells[i] > INT64_MAX - cells[i - 1]) return 0;
+        cells[i] += cells[i - 1];
     }
-    return width;
+    return 1;
 }
 
-/* version_merge._quantiles for one slot, clipped to [low, high]: 1 done, 0 a key past the value table. */
+/* The first index whose running sum is >= target (strict: > target), or `width`: NumPy's searchsorted
+ * (side left, or right) on running sums, comparing as doubles as NumPy does. */
+static long long first_reaching(const long long *sums, long long width, double target, int strict) {
+    long long lo = 0, hi = width;
+    while (lo < hi) {
+        long long mid = lo + (hi - lo) / 2;
+        int reached = strict ? (double)sums[mid] > target : (double)sums[mid] >= target;
+        if (reached) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+/* version_merge._quantiles for one slot, clipped to [low, high], from the running sums of its negative
+ * and positive bins: 1 done, 0 a key past the value table. */
 static int slot_quantiles(const double *qs, int n_qs, long long count, long long zeros, const long long *neg,
                           long long neg_low, long long neg_width, const long long *pos, long long pos_low,
                           long long pos_width, double low, double high, const ValueTable *table, double *out) {
-    long long below = 0;
-    for (long long i = 0; i < neg_width; i++) below += neg[i];
+    long long below = neg_width ? neg[neg_width - 1] : 0;
     for (int k = 0; k < n_qs; k++) {
         double rank = (double)(count > 1 ? count - 1 : 0) * qs[k], v = 0.0;
         long long key;
@@ -534,7 +562,7 @@ static PyObject *summarise_run(Summariser *m, Part *const *parts, Py_ssize_t cou
     for (int sign = 0; sign < 2; sign++) {
         width[sign] = sum_stores(m->runs[sign], stores[sign], &m->cells[sign], &m->capacity[sign], &low[sign]);
         if (width[sign] == -2) return PyErr_NoMemory();
-        if (width[sign] < 0) Py_RETURN_NONE;
+        if (width[sign] < 0 || !running_sums(m->cells[sign], width[sign])) Py_RETURN_NONE;
     }
     if (!slot_quantiles(m->qs, m->n_qs, n, zeros, m->cells[1], low[1], width[1], m->cells[0], low[0], width[0], lo,
                         hi, &m->table, found))
