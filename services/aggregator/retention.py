@@ -21,12 +21,12 @@ log = get_logger(component="aggregator.retention")
 
 # "vane" + "rt": distinct from the migrations' lock
 LOCK_KEY = 0x7661_6E65_7274
-# Dropping a partition takes an exclusive lock on `runs`, which queues every writer behind it: wait
-# for a long reader at most this long, and try again at the next round rather than stall the writes.
+# Once detached, nothing reads a partition: its DROP should never wait, and gives up if it would.
 LOCK_TIMEOUT = "5s"
 
+# `detaching`: a DETACH … CONCURRENTLY that was cut short (a replica killed mid-way) left it pending.
 _PARTITIONS = r"""
-SELECT c.oid::regclass::text AS name,
+SELECT c.oid::regclass::text AS name, i.inhdetachpending AS detaching,
        (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS ends
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'runs'::regclass
@@ -68,16 +68,20 @@ async def drop_expired(pool: asyncpg.Pool, retention_days: int, now: datetime | 
             for p in await conn.fetch(_PARTITIONS):
                 if p["ends"] is None or p["ends"] > until:  # a DEFAULT or open-ended partition, or a kept day
                     continue
-                dropped.append(await _drop(conn, p["name"], p["ends"]))
+                dropped.append(await _drop(conn, p["name"], p["ends"], p["detaching"]))
             return dropped
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
 
 
-async def _drop(conn: Conn, partition: str, ends: datetime) -> Dropped:
+async def _drop(conn: Conn, partition: str, ends: datetime, detaching: bool) -> Dropped:
+    # The name comes from the catalog (regclass text: quoted where it needs to be).
+    # Detached CONCURRENTLY, `runs` is only SHARE UPDATE EXCLUSIVE locked: writes and reads of the other
+    # days go on while it waits for the transactions that may still see this day. (DROP TABLE of an
+    # attached partition would queue an exclusive lock on `runs` that every writer waits behind.)
+    await conn.execute(f"ALTER TABLE runs DETACH PARTITION {partition} {'FINALIZE' if detaching else 'CONCURRENTLY'}")
     async with conn.transaction():
         await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-        # the name comes from the catalog (regclass text: quoted where it needs to be)
         deleted = await conn.execute(_DELETE_SCORES.format(partition=partition))
         await conn.execute(f"DROP TABLE {partition}")
     scores = int(deleted.split()[-1])

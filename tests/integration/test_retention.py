@@ -3,6 +3,7 @@ newer days and every rollup stay, one replica at a time does it, and the runs AP
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from collections.abc import Callable
@@ -143,4 +144,64 @@ async def test_one_replica_at_a_time_and_zero_days_keep_everything(
     assert dropped is not None and name in {d.partition for d in dropped}
     assert next(d for d in dropped if d.partition == name).scores == 1
     assert day.date() in retention.days_of(dropped)
+    assert name not in await _partitions(pool)
+
+
+async def _waiting_detach(pool: asyncpg.Pool) -> int | None:
+    """The backend of a partition's detach or drop that waits for a lock, if one does."""
+    return await pool.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE (query LIKE 'ALTER TABLE runs DETACH PARTITION%' "
+        "OR query LIKE 'DROP TABLE%') AND wait_event_type = 'Lock' AND datname = current_database()"
+    )
+
+
+async def test_writes_go_on_while_retention_waits_for_a_transaction_that_sees_the_day(
+    make_project: Callable[..., Any], pool: asyncpg.Pool
+) -> None:
+    project = await make_project()
+    day = _midnight(60)
+    name = await _partition(pool, day)
+    await _run_with_score(pool, project.id, day + timedelta(hours=1))
+    async with pool.acquire() as reader:
+        reader_tx = reader.transaction(isolation="repeatable_read")
+        await reader_tx.start()
+        await reader.fetchval("SELECT count(*) FROM runs WHERE project_id = $1", project.id)  # sees the old day
+        dropping = asyncio.create_task(retention.drop_expired(pool, 30))
+        await eventually(lambda: _waiting_detach(pool), timeout=30)
+
+        # a dropped partition would queue an exclusive lock on `runs`, and this write behind it until
+        # retention gave up
+        await asyncio.wait_for(_run_with_score(pool, project.id, _midnight(0) + timedelta(minutes=1)), timeout=30)
+        assert not dropping.done()
+        await reader_tx.commit()
+    dropped = await asyncio.wait_for(dropping, timeout=30)
+    assert dropped is not None and name in {d.partition for d in dropped}
+    assert name not in await _partitions(pool)
+
+
+async def test_a_detach_cut_short_is_finished_by_the_next_round(
+    make_project: Callable[..., Any], pool: asyncpg.Pool
+) -> None:
+    project = await make_project()
+    day = _midnight(70)
+    name = await _partition(pool, day)
+    await _run_with_score(pool, project.id, day + timedelta(hours=1))
+    async with pool.acquire() as reader, pool.acquire() as killed_replica:
+        reader_tx = reader.transaction(isolation="repeatable_read")
+        await reader_tx.start()
+        await reader.fetchval("SELECT count(*) FROM runs WHERE project_id = $1", project.id)
+        detach = asyncio.create_task(killed_replica.execute(f"ALTER TABLE runs DETACH PARTITION {name} CONCURRENTLY"))
+        backend = await eventually(lambda: _waiting_detach(pool), timeout=30)
+        await pool.execute("SELECT pg_cancel_backend($1)", backend)
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await detach
+        await reader_tx.commit()
+    pending = await pool.fetchval(
+        "SELECT i.inhdetachpending FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relname = $1", name
+    )
+    assert pending is True
+
+    dropped = await retention.drop_expired(pool, 30)
+    assert dropped is not None and name in {d.partition for d in dropped}
+    assert next(d for d in dropped if d.partition == name).scores == 1
     assert name not in await _partitions(pool)
