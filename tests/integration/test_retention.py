@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from services.aggregator import retention
+from services.aggregator.store import Conn
 from tests.support.aggregator_load import eventually
 
 pytestmark = pytest.mark.slow
@@ -60,6 +61,22 @@ async def _run_with_score(pool: asyncpg.Pool, project: uuid.UUID, start: datetim
         start,
     )
     return trace
+
+
+async def _expired_day(pool: asyncpg.Pool, project: uuid.UUID, days_ago: int) -> str:
+    """A day past a 30-day retention holding one run with a score; returns its partition."""
+    day = _midnight(days_ago)
+    name = await _partition(pool, day)
+    await _run_with_score(pool, project, day + timedelta(hours=1))
+    return name
+
+
+async def _reader_of_runs(conn: Conn, project: uuid.UUID) -> asyncpg.transaction.Transaction:
+    """An open transaction that has read the project's runs (every day of them): a detach waits for it."""
+    tx = conn.transaction(isolation="repeatable_read")
+    await tx.start()
+    await conn.fetchval("SELECT count(*) FROM runs WHERE project_id = $1", project)
+    return tx
 
 
 async def _rollup(pool: asyncpg.Pool, project: uuid.UUID, day: datetime) -> None:
@@ -127,9 +144,7 @@ async def test_one_replica_at_a_time_and_zero_days_keep_everything(
     make_project: Callable[..., Any], pool: asyncpg.Pool
 ) -> None:
     project = await make_project()
-    day = _midnight(50)
-    name = await _partition(pool, day)
-    await _run_with_score(pool, project.id, day + timedelta(hours=1))
+    name = await _expired_day(pool, project.id, days_ago=50)
 
     assert await retention.drop_expired(pool, 0) is None
     async with pool.acquire() as other_replica:
@@ -143,7 +158,7 @@ async def test_one_replica_at_a_time_and_zero_days_keep_everything(
     dropped = await retention.drop_expired(pool, 30)
     assert dropped is not None and name in {d.partition for d in dropped}
     assert next(d for d in dropped if d.partition == name).scores == 1
-    assert day.date() in retention.days_of(dropped)
+    assert _midnight(50).date() in retention.days_of(dropped)
     assert name not in await _partitions(pool)
 
 
@@ -159,13 +174,9 @@ async def test_writes_go_on_while_retention_waits_for_a_transaction_that_sees_th
     make_project: Callable[..., Any], pool: asyncpg.Pool
 ) -> None:
     project = await make_project()
-    day = _midnight(60)
-    name = await _partition(pool, day)
-    await _run_with_score(pool, project.id, day + timedelta(hours=1))
+    name = await _expired_day(pool, project.id, days_ago=60)
     async with pool.acquire() as reader:
-        reader_tx = reader.transaction(isolation="repeatable_read")
-        await reader_tx.start()
-        await reader.fetchval("SELECT count(*) FROM runs WHERE project_id = $1", project.id)  # sees the old day
+        reader_tx = await _reader_of_runs(reader, project.id)
         dropping = asyncio.create_task(retention.drop_expired(pool, 30))
         await eventually(lambda: _waiting_detach(pool), timeout=30)
 
@@ -183,13 +194,9 @@ async def test_a_detach_cut_short_is_finished_by_the_next_round(
     make_project: Callable[..., Any], pool: asyncpg.Pool
 ) -> None:
     project = await make_project()
-    day = _midnight(70)
-    name = await _partition(pool, day)
-    await _run_with_score(pool, project.id, day + timedelta(hours=1))
+    name = await _expired_day(pool, project.id, days_ago=70)
     async with pool.acquire() as reader, pool.acquire() as killed_replica:
-        reader_tx = reader.transaction(isolation="repeatable_read")
-        await reader_tx.start()
-        await reader.fetchval("SELECT count(*) FROM runs WHERE project_id = $1", project.id)
+        reader_tx = await _reader_of_runs(reader, project.id)
         detach = asyncio.create_task(killed_replica.execute(f"ALTER TABLE runs DETACH PARTITION {name} CONCURRENTLY"))
         backend = await eventually(lambda: _waiting_detach(pool), timeout=30)
         await pool.execute("SELECT pg_cancel_backend($1)", backend)
