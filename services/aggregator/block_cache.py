@@ -31,7 +31,7 @@ SKETCH_BYTES = 64 * 1024**2
 # (project as an int, (width in minutes, bucket, app version, prompt name, prompt version, model)): a rollup
 # row's identity, in the columns' order (a slice of the row read); an int hashes in C, a UUID does not
 RowIdentity = tuple[int, tuple[int, int, str, str, int, str]]
-# Blocks remembered as read (~300 bytes each): those of dozens of queries' covers in every scope.
+# Blocks remembered as read (~200 bytes each): those of hundreds of queries' covers.
 BLOCKS_READ = 20_000
 
 
@@ -96,7 +96,7 @@ class DecodedRows(Generic[R]):
 
 
 class BlocksRead:
-    """The (scope, width, bucket) blocks whose rows' sketches have been read, the most recent ones: a hint
+    """The (project, width, bucket) blocks whose rows' sketches have been read, the most recent ones: a hint
     that those rows are held (a block not in it has its sketches read with its counters)."""
 
     def __init__(self, size: int) -> None:

@@ -2,8 +2,9 @@
 
 One statement reads the counters and revision of every row of the covered blocks, and the sketches
 of the rows of blocks this process has not read yet (a new edge block, a cold start). The rows of
-blocks read before are mostly held in the cache at their revision (`BlockCache.sketches`); the few
-that are not (updated since, or forgotten) are fetched by a second statement. Both statements must
+blocks read before, by any query of the project, are mostly held in the cache at their revision
+(`BlockCache.sketches`); the few that are not (updated since, forgotten, or filtered out by the query
+that read the block) are fetched by a second statement. Both statements must
 see one snapshot (a batch commits all of its rows at once): the second one returns the revisions it
 read, and if any row changed in between, the read is done again in a repeatable-read transaction.
 """
@@ -103,7 +104,7 @@ async def _read(
     snapshot: bool,
 ) -> Read | None:
     """The read, or None when a row changed between its two statements (never in a `snapshot`)."""
-    unread = [(scope, *b) not in cache.blocks_read for b in blocks]
+    unread = [(scope.project, *b) not in cache.blocks_read for b in blocks]
     rows = await conn.fetch(
         _ROWS_QUERY,
         scope.project,
@@ -123,7 +124,7 @@ async def _read(
     if not snapshot and any(fetched.get(i, (None, b""))[0] != revision for i, revision in missing):
         return None
     for b in blocks:
-        cache.blocks_read.add((scope, *b))
+        cache.blocks_read.add((scope.project, *b))
     return Read(versions, {g: _blobs(cache, versions[g], rows_held, fetched) for g, rows_held in held.items()})
 
 

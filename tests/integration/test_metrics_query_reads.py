@@ -56,8 +56,8 @@ async def _rows(pool: asyncpg.Pool, project: uuid.UUID) -> None:
             await pool.execute(_INSERT, project, width, bucket, app, version + 1, _blob(100.0 + version))
 
 
-async def _read(conn: Recording, cache: BlockCache, project: uuid.UUID) -> rollup_rows.Read:
-    scope = Scope(project, "app_version", None, None, None)
+async def _read(conn: Recording, cache: BlockCache, project: uuid.UUID, by: str = "app_version") -> rollup_rows.Read:
+    scope = Scope(project, by, "reply" if by == "prompt_version" else None, None, None)
     return await rollup_rows.read(conn, cache, scope, BLOCKS, None, lambda g, v: True)  # type: ignore[arg-type]
 
 
@@ -81,6 +81,9 @@ async def test_blocks_not_read_before_bring_their_sketches_with_their_counters(
         assert (conn.statements, conn.transactions) == (3, 0)
         assert sorted(again.blobs["v2"]) == sorted([_blob(100.0), _blob(101.0, 7.0)])
         assert sorted(again.blobs["v1"]) == sorted(first.blobs["v1"])
+        by_prompt = await _read(conn, cache, project, by="prompt_version")
+        assert (conn.statements, conn.transactions) == (4, 0)  # another query of the project's blocks: all held
+        assert sorted(by_prompt.blobs[1]) == sorted(again.blobs["v1"] + again.blobs["v2"])
 
 
 async def test_a_row_updated_between_the_two_statements_is_read_again_from_one_snapshot(
