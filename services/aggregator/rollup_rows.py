@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import asyncpg
 
@@ -48,9 +49,9 @@ _GROUP_COLUMN = {"app_version": 2, "prompt_version": 4}
 Keep = Callable[[str, int], bool] | None
 
 
-@dataclass(frozen=True)
-class Scope:
-    """What a query reads: the project's rows passing these filters, grouped by `by` (a RollupKey field)."""
+class Scope(NamedTuple):
+    """What a query reads: the project's rows passing these filters, grouped by `by` (a RollupKey field).
+    A NamedTuple: it is part of every cached ROW's key, and a tuple hashes in C."""
 
     project: uuid.UUID
     by: str
