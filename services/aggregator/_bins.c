@@ -113,6 +113,12 @@ static int key_range(const Store *s, long long *low, long long *high) {
     return 1;
 }
 
+/* GCC's -O2 vectorises only loops whose trip count it knows; the adds of dense stores (most of a query's
+ * bins) are a third faster vectorised with a runtime check, as -O3 would do (setup.py builds with -O2). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
 /* A dense store's counts added into row[0..bins): one tight loop per count type. Counts of up to 32 bits
  * cannot overflow an int64 however many stores add up (fewer than 2^31 of them); 64-bit ones are checked. */
 #define ADD_DENSE(type)                                                                                          \
@@ -168,6 +174,10 @@ static int add_store(const Store *s, long long *matrix, Py_ssize_t n, long long 
     }
     return 1;
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 /* (low, width, bytearray | None) of `count` parsed stores summed into an n × width int64 matrix; Py_None
  * (a new reference) when malformed; NULL with an exception on a Python error. */
