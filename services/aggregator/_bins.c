@@ -8,6 +8,12 @@
  * uint8/16/32/64. Rows come from Postgres and are read as untrusted bytes: anything this code is not
  * certain about (a wrong type, a length that does not divide, a slot or key out of range, a count
  * past int64) makes it return None, and the caller merges with the Python twin, which has the last word.
+ *
+ * summarise_blobs, what a query calls, does the whole merge from the rows' blobs as Postgres returns them
+ * (read in place by _msgpack.h, no Python object per row or store): the stores of each metric and version
+ * summed into one array, its quantiles found on the running sums. Its twin is version_merge.merge_groups
+ * of the decoded rows (test_query_merge.py compares them); merge_stores and merge_sketches above remain
+ * that twin's accelerators.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -24,8 +24,8 @@ from services.aggregator.version_merge import StoredRow
 Fingerprint = frozenset[Hashable]
 V = TypeVar("V")
 
-# A ROW is ~2 kB: ~20 MB. A row's blob takes ~3.5 kB on average (a month's block up to ~10 kB): 64 MB
-# hold ~18,000 rows, those of several 30-day queries of 100 versions (~1,600 rows each, mostly shared).
+# A ROW is ~2 kB: ~20 MB. A row's blob takes ~2.3 kB on average in a 30-day query (a month's block ~6 kB):
+# 64 MB hold ~25,000 rows, those of many 30-day queries of 100 versions (~1,600 rows each, mostly shared).
 ROW_ENTRIES = 10_000
 SKETCH_BYTES = 64 * 1024**2
 # (project as an int, (width in minutes, bucket, app version, prompt name, prompt version, model)): a rollup
