@@ -12,7 +12,7 @@
  * summarise_blobs, what a query calls, does the whole merge from the rows' blobs as Postgres returns them
  * (read in place by _msgpack.h, no Python object per row or store): the stores of each metric and version
  * summed into one array, its quantiles found on the running sums. Its twin is version_merge.merge_groups
- * of the decoded rows (test_query_merge.py compares them); merge_stores and merge_sketches above remain
+ * of the decoded rows (test_query_merge.py compares them); merge_stores and merge_sketches remain
  * that twin's accelerators.
  */
 #define PY_SSIZE_T_CLEAN
