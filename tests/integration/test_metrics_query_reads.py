@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -56,6 +57,14 @@ async def _rows(pool: asyncpg.Pool, project: uuid.UUID) -> None:
             await pool.execute(_INSERT, project, width, bucket, app, version + 1, _blob(100.0 + version))
 
 
+@contextlib.asynccontextmanager
+async def _recorded(pool: asyncpg.Pool, project: uuid.UUID) -> AsyncIterator[tuple[Recording, BlockCache]]:
+    """The project's rows stored, a recording connection and an empty cache."""
+    await _rows(pool, project)
+    async with pool.acquire() as raw:
+        yield Recording(raw), BlockCache.create()
+
+
 async def _read(conn: Recording, cache: BlockCache, project: uuid.UUID, by: str = "app_version") -> rollup_rows.Read:
     scope = Scope(project, by, "reply" if by == "prompt_version" else None, None, None)
     return await rollup_rows.read(conn, cache, scope, BLOCKS, None, lambda g, v: True)  # type: ignore[arg-type]
@@ -65,10 +74,7 @@ async def test_blocks_not_read_before_bring_their_sketches_with_their_counters(
     pool: asyncpg.Pool, make_project: Callable[..., Any]
 ) -> None:
     project = (await make_project()).id
-    await _rows(pool, project)
-    cache = BlockCache.create()
-    async with pool.acquire() as raw:
-        conn = Recording(raw)
+    async with _recorded(pool, project) as (conn, cache):
         first = await _read(conn, cache, project)
         assert (conn.statements, conn.transactions) == (1, 0)  # nothing was held: one statement read it all
         assert {g: sorted(blobs) for g, blobs in first.blobs.items()} == {
@@ -90,10 +96,7 @@ async def test_a_row_updated_between_the_two_statements_is_read_again_from_one_s
     pool: asyncpg.Pool, make_project: Callable[..., Any]
 ) -> None:
     project = (await make_project()).id
-    await _rows(pool, project)
-    cache = BlockCache.create()
-    async with pool.acquire() as raw:
-        conn = Recording(raw)
+    async with _recorded(pool, project) as (conn, cache):
         await _read(conn, cache, project)
         await pool.execute(_UPDATE, project, 60, BLOCKS[0][1], "v1", 2, _blob(100.0, 5.0))
 
