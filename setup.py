@@ -12,7 +12,14 @@ from setuptools import Extension, setup
 
 def accelerators() -> list[Extension]:
     return [
-        Extension(".".join(source.with_suffix("").parts), [str(source)], optional=True, extra_compile_args=["-O2"])
+        Extension(
+            ".".join(source.with_suffix("").parts),
+            [str(source)],
+            # the service's own headers (e.g. aggregator/_msgpack.h): an edit to one rebuilds the module
+            depends=[str(header) for header in sorted(source.parent.glob("_*.h"))],
+            optional=True,
+            extra_compile_args=["-O2"],
+        )
         for source in sorted(Path("services").glob("*/_*.c"))
     ]
 
