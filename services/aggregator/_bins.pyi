@@ -1,27 +1,10 @@
-"""Type stub of the C merge of encoded bin stores and sketches (services/aggregator/_bins.c)."""
+"""Type stub of the C summary of rollup blobs (services/aggregator/_bins.c)."""
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 _S = TypeVar("_S")
 
-def merge_stores(
-    stores: list[tuple[int, Sequence[Any]]], n: int, max_cells: int, /
-) -> tuple[int, int, bytearray | None] | None: ...
-def merge_sketches(
-    parts: list[tuple[int, Sequence[Any]]], n: int, max_cells: int, /
-) -> (
-    tuple[
-        bytes,
-        bytes,
-        bytes,
-        bytes,
-        bytes,
-        tuple[int, int, bytearray | None],
-        tuple[int, int, bytearray | None],
-    ]
-    | None
-): ...
 def summarise_blobs(
     groups: list[list[bytes]],
     quantiles: tuple[float, ...],

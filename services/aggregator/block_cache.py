@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from services.aggregator.version_merge import StoredRow
 
@@ -57,31 +57,23 @@ class Lru(Generic[V]):
             self._items.popitem(last=False)
 
 
-class Sized(Protocol):
-    @property
-    def nbytes(self) -> int: ...
-
-
-R = TypeVar("R", bound=Sized)
-
-
-class DecodedRows(Generic[R]):
-    """Rollup rows' sketches by identity (as stored or decoded), each valid for one revision; the least
-    recently used go first once their bytes pass the budget."""
+class StoredRows:
+    """Rollup rows' sketches as stored, by identity, each valid for one revision; the least recently used
+    go first once their bytes pass the budget."""
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
         self.nbytes = 0
-        self._items: OrderedDict[RowIdentity, tuple[int, R]] = OrderedDict()
+        self._items: OrderedDict[RowIdentity, tuple[int, StoredRow]] = OrderedDict()
 
-    def get(self, identity: RowIdentity, revision: int) -> R | None:
+    def get(self, identity: RowIdentity, revision: int) -> StoredRow | None:
         item = self._items.get(identity)
         if item is None or item[0] != revision:
             return None
         self._items.move_to_end(identity)
         return item[1]
 
-    def put(self, identity: RowIdentity, revision: int, row: R) -> None:
+    def put(self, identity: RowIdentity, revision: int, row: StoredRow) -> None:
         old = self._items.pop(identity, None)
         if old is not None:
             self.nbytes -= old[1].nbytes
@@ -118,9 +110,9 @@ class BlockCache:
     """Per-process memory of metrics queries: ROWs by all their rows, rows' sketches by revision."""
 
     rows: Lru[dict[str, Any]]
-    sketches: DecodedRows[StoredRow]
+    sketches: StoredRows
     blocks_read: BlocksRead
 
     @classmethod
     def create(cls) -> BlockCache:
-        return cls(Lru(ROW_ENTRIES), DecodedRows(SKETCH_BYTES), BlocksRead(BLOCKS_READ))
+        return cls(Lru(ROW_ENTRIES), StoredRows(SKETCH_BYTES), BlocksRead(BLOCKS_READ))

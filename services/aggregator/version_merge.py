@@ -38,9 +38,6 @@ QUANTILES = (0.5, 0.05, 0.95, 0.99)
 _MAX_CELLS = 4_000_000
 _DTYPES: tuple[type[np.unsignedinteger], ...] = (np.uint8, np.uint16, np.uint32, np.uint64)
 _ITEMSIZE = tuple(np.dtype(t).itemsize for t in _DTYPES)
-# Python objects around a decoded row's buffers (dict, tuples, numbers, bytes headers): measured with
-# tracemalloc on the bench's rows, for the cache's byte budget.
-_ROW_OVERHEAD_BYTES = 2_500
 # A StoredRow's object and bytes headers, beside its blob.
 _STORED_OVERHEAD_BYTES = 100
 # values_of() of every key a finite double can have at ACCURACY (about ±71,000), made by NumPy once, so
@@ -57,15 +54,11 @@ EncodedSketch = tuple[int, float, float, float, int, tuple[Any, ...], tuple[Any,
 
 
 class DecodedRow(msgspec.Struct, frozen=True, gc=False, rename={"sketches": "s", "score_errors": "e"}):
-    """A rollup row's sketches as sketches.encode() wrote them (bins left as bytes), and score errors.
-
-    Tuples, not lists, and a Struct the garbage collector does not track: a server holds thousands of
-    decoded rows, and lists would make every full collection walk all of their pieces (tens of ms).
-    """
+    """A rollup row's sketches as sketches.encode() wrote them (bins left as bytes), and score errors:
+    what the Python twin merges. Tuples, not lists: a query's decode makes no objects to track."""
 
     sketches: dict[str, EncodedSketch] = {}
     score_errors: dict[str, int] = {}
-    nbytes: int = 0
 
 
 EMPTY_ROW = DecodedRow()
@@ -76,8 +69,7 @@ def decode_row(blob: bytes) -> DecodedRow:
     """One msgpack decode of rollups.sketches; the bins stay bytes until a merge reads them."""
     if not blob:
         return EMPTY_ROW
-    row = _ROW_DECODER.decode(blob)
-    return msgspec.structs.replace(row, nbytes=len(blob) + _ROW_OVERHEAD_BYTES)
+    return _ROW_DECODER.decode(blob)
 
 
 class StoredRow(msgspec.Struct, frozen=True, gc=False):
@@ -145,17 +137,9 @@ def merge_groups(groups: Sequence[Sequence[DecodedRow]]) -> Merged:
 
 def _summarise(parts: list[tuple[int, Sequence[Any]]], n: int) -> dict[int, Summary]:
     """Summaries of one metric for every slot that has values."""
-    merged = _bins.merge_sketches(parts, n, _MAX_CELLS) if _bins is not None else None
-    if merged is None:  # no accelerator, or input it is not sure of
-        count, total, low, high, zeros = _scalars_python(parts, n)
-        pos_low, pos = _matrix_python([(slot, raw[5]) for slot, raw in parts if raw[5]], n)  # type: ignore[misc]
-        neg_low, neg = _matrix_python([(slot, raw[6]) for slot, raw in parts if raw[6]], n)  # type: ignore[misc]
-    else:
-        counts, totals, lows, highs, zero_counts, positive, negative = merged
-        count, zeros = np.frombuffer(counts, dtype=np.int64), np.frombuffer(zero_counts, dtype=np.int64)
-        total, low, high = (np.frombuffer(b, dtype=np.float64) for b in (totals, lows, highs))
-        pos_low, pos = _as_matrix(positive, n)
-        neg_low, neg = _as_matrix(negative, n)
+    count, total, low, high, zeros = _scalars(parts, n)
+    pos_low, pos = _matrix([(slot, raw[5]) for slot, raw in parts if raw[5]], n)  # type: ignore[misc]
+    neg_low, neg = _matrix([(slot, raw[6]) for slot, raw in parts if raw[6]], n)  # type: ignore[misc]
     if pos is None or neg is None:  # too wide for one matrix: one version at a time
         return _summarise_one_by_one(parts)
     found = _quantiles(count, zeros, pos_low, pos, neg_low, neg)
@@ -169,8 +153,8 @@ def _summarise(parts: list[tuple[int, Sequence[Any]]], n: int) -> dict[int, Summ
     }
 
 
-def _scalars_python(parts: list[tuple[int, Sequence[Any]]], n: int) -> tuple[np.ndarray, ...]:
-    """Each slot's count, total, low, high and zeros (the C merge's twin)."""
+def _scalars(parts: list[tuple[int, Sequence[Any]]], n: int) -> tuple[np.ndarray, ...]:
+    """Each slot's count, total, low, high and zeros."""
     slots = np.fromiter((slot for slot, _ in parts), dtype=np.int64, count=len(parts))
     # count, total, low, high, zeros of every part; float64 holds counts exactly below 2^53
     scalars = np.array([raw[:5] for _, raw in parts], dtype=np.float64).reshape(len(parts), 5)
@@ -184,11 +168,6 @@ def _scalars_python(parts: list[tuple[int, Sequence[Any]]], n: int) -> tuple[np.
     np.minimum.at(low, slots, scalars[:, 2])
     np.maximum.at(high, slots, scalars[:, 3])
     return count, np.array([math.fsum(t) for t in totals]), low, high, zeros
-
-
-def _as_matrix(merged: tuple[int, int, bytearray | None], n: int) -> tuple[int, np.ndarray | None]:
-    low, width, cells = merged
-    return low, None if cells is None else np.frombuffer(cells, dtype=np.int64).reshape(n, width)
 
 
 def _summarise_one_by_one(parts: list[tuple[int, Sequence[Any]]]) -> dict[int, Summary]:
@@ -226,9 +205,9 @@ def _sparse_parts(stores: list[tuple[int, Sequence[Any]]]) -> tuple[np.ndarray, 
     return np.concatenate(slots_out), np.concatenate(keys_out), np.concatenate(counts_out).astype(np.int64)
 
 
-def _matrix_python(stores: list[tuple[int, Sequence[Any]]], n: int) -> tuple[int, np.ndarray | None]:
+def _matrix(stores: list[tuple[int, Sequence[Any]]], n: int) -> tuple[int, np.ndarray | None]:
     """(lowest key, n × width counts) holding every store added into its slot's row; None when too wide.
-    With NumPy: a slice addition per dense store, one bincount for all sparse stores (the C merge's twin)."""
+    A slice addition per dense store, one bincount for all sparse stores."""
     if not stores:
         return 0, np.zeros((n, 0), dtype=np.int64)
     dense = [s for s in stores if s[1][0] == 0]

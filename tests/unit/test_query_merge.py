@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.aggregator import version_merge
-from services.aggregator.block_cache import DecodedRows
+from services.aggregator.block_cache import StoredRows
 from services.aggregator.rollup import Cell, RollupKey, to_blob
-from services.aggregator.sketches import Sketch, encode, merge
-from services.aggregator.version_merge import QUANTILES, decode_row, merge_groups
+from services.aggregator.sketches import Sketch, merge
+from services.aggregator.version_merge import QUANTILES, decode_row, merge_groups, stored_row
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 # a row: a few metrics, each a list of values (an empty list: the metric is absent from that row)
@@ -35,15 +35,7 @@ def _expected(rows: list[dict[str, list[float]]]) -> dict[str, Sketch]:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(row_values, max_size=6), min_size=1, max_size=5))
 def test_every_groups_summary_is_the_merge_of_its_rows_sketches(groups: list[list[dict[str, list[float]]]]) -> None:
-    decoded = [[decode_row(_blob(r)) for r in rows] for rows in groups]
-    accelerator = version_merge._bins
-    try:
-        version_merge._bins = None  # type: ignore[assignment]
-        python = merge_groups(decoded)
-    finally:
-        version_merge._bins = accelerator
-    for merged in (merge_groups(decoded), python):
-        _check(groups, merged)
+    _check(groups, merge_groups([[decode_row(_blob(r)) for r in rows] for rows in groups]))
 
 
 def _check(groups: list[list[dict[str, list[float]]]], merged: version_merge.Merged) -> None:
@@ -84,10 +76,10 @@ def test_lognormal_latency_quantiles_of_a_month_of_rows_are_within_one_percent_o
         assert abs(merged.summaries[0]["latency_ms"].quantiles[q] - exact) <= 0.01 * exact
 
 
-def test_a_decoded_row_is_found_only_at_its_revision_and_old_rows_leave_past_the_byte_budget() -> None:
+def test_a_stored_row_is_found_only_at_its_revision_and_old_rows_leave_past_the_byte_budget() -> None:
     key = RollupKey("v1", "support-reply", 2, "gpt-4o")
-    row = decode_row(_blob({"latency_ms": [1.0, 2.0]}))
-    cache = DecodedRows(budget_bytes=row.nbytes * 2)
+    row = stored_row(_blob({"latency_ms": [1.0, 2.0]}))
+    cache = StoredRows(budget_bytes=row.nbytes * 2)
     cache.put(("p", 60, 0, key), 10, row)
     assert cache.get(("p", 60, 0, key), 10) is row
     assert cache.get(("p", 60, 0, key), 11) is None  # the row was updated since
@@ -99,54 +91,6 @@ def test_a_decoded_row_is_found_only_at_its_revision_and_old_rows_leave_past_the
 
 
 needs_c = pytest.mark.skipif(version_merge._bins is None, reason="the C accelerator is not built")
-
-
-@needs_c
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.lists(finite, min_size=1, max_size=40)), min_size=1, max_size=12))
-def test_the_c_merge_builds_the_matrix_its_python_twin_builds(parts: list[tuple[int, list[float]]]) -> None:
-    stores = []
-    for slot, values in parts:
-        encoded = encode(Sketch.of(values))
-        stores += [(slot, encoded[i]) for i in (5, 6) if encoded[i]]  # type: ignore[misc]
-    if not stores:
-        return
-    got = version_merge._bins.merge_stores(stores, 4, 10_000_000)
-    assert got is not None
-    low, width, cells = got
-    expected_low, expected = version_merge._matrix_python(stores, 4)
-    assert expected is not None and cells is not None
-    assert np.array_equal(np.frombuffer(cells, dtype=np.int64).reshape(4, width), expected)
-    assert low == expected_low or not expected.any()
-
-
-@needs_c
-@pytest.mark.parametrize(
-    "store",
-    [
-        (0, [0, 9, 0, b"\x01"]),  # no such count type
-        (5, [0, 0, 0, b"\x01"]),  # no such slot
-        (0, [0, 1, 0, b"\x01"]),  # half a uint16
-        (0, [1, 0, 0, b"\x00\x00\x00", b"\x01"]),  # a key delta cut short
-        (0, [1, 0, 0, b"\x00\x00\x00\x00", b"\x01\x01"]),  # more counts than keys
-        (0, [1, 0, 0, b"\x00\x00\x00\x00\xff\xff\xff\x7f", b"\x01\x01"]),  # a key far past any double's
-        (0, [0, 3, 0, b"\xff" * 8]),  # a count past int64
-        (0, [0, 0, 1.5, b"\x01"]),  # a key that is not an integer
-        (0, [0, 0, 0, "not bytes"]),
-        (0, [0, 0]),
-        ("0", [0, 0, 0, b"\x01"]),
-    ],
-)
-def test_stores_the_c_merge_is_not_sure_of_are_left_to_the_python_twin(store: tuple[object, list[object]]) -> None:
-    assert version_merge._bins.merge_stores([(0, [0, 0, 3, b"\x02"]), store], 2, 1000) is None  # type: ignore[list-item]
-
-
-@needs_c
-def test_a_matrix_too_wide_for_the_budget_is_not_built() -> None:
-    stores: list[tuple[int, list[object]]] = [(0, [0, 0, -1000, b"\x01"]), (1, [0, 0, 1000, b"\x01"])]
-    assert version_merge._bins.merge_stores(stores, 2, 100) == (-1000, 2001, None)
-    low, width, cells = version_merge._bins.merge_stores(stores[:1], 1, 100) or (0, 0, None)
-    assert (low, width) == (-1000, 1) and cells is not None and np.frombuffer(cells, dtype=np.int64).tolist() == [1]
 
 
 @settings(max_examples=60, deadline=None)
