@@ -5,7 +5,10 @@
  * found on the running sums.
  *
  * A store is sketches.py's encoding: [0, dtype, first key, counts] (dense) or [1, dtype, first key,
- * int32 key deltas, counts] (sparse), counts in native uint8/16/32/64. Rows come from Postgres and
+ * int32 key deltas, counts] (sparse), counts in native uint8/16/32/64. A score's sketch may carry an
+ * eighth item, its exact table ([float64 values ascending, int64 counts], at most EXACT_LIMIT, or nil):
+ * when every row's sketch of a metric carries one, the quantiles are read off their union instead,
+ * as long as it stays that small. A row's "c" (categorical counts) is skipped: queries read it in Python. Rows come from Postgres and
  * are read as untrusted bytes: anything this code is not certain about (a wrong type, a length that
  * does not divide, a key out of range, a count past int64) makes it return None, and the caller
  * merges with the Python twin (version_merge.merge_groups of the decoded rows, NumPy), which has the
@@ -22,6 +25,8 @@
 static const Py_ssize_t ITEMSIZE[4] = {1, 2, 4, 8};
 /* Keys of finite doubles at 0.5% accuracy stay within about ±71,000: anything far past is corrupt. */
 static const long long KEY_LIMIT = 1LL << 20;
+/* sketches.EXACT_LIMIT: the most distinct values an exact table holds. */
+#define EXACT_LIMIT 64
 
 typedef struct {
     long long slot;
@@ -157,6 +162,8 @@ typedef struct {
     long long count, zeros;
     double total, low, high;
     Store stores[2]; /* positive, negative; bins == 0 when absent */
+    const unsigned char *exact_values, *exact_counts; /* the exact table, when exact_n > 0 */
+    Py_ssize_t exact_n;
 } Part;
 
 #define MAX_METRICS 256
@@ -217,7 +224,7 @@ static int read_sketches(Reader *r, Parsed *p, Py_ssize_t slot) {
     if (!mp_map(r, &n)) return 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *name;
-        if (!mp_str(r, &name, &len) || !mp_array(r, &fields) || fields != 7) return 0;
+        if (!mp_str(r, &name, &len) || !mp_array(r, &fields) || (fields != 7 && fields != 8)) return 0;
         if (p->n_parts == p->capacity) {
             Py_ssize_t capacity = p->capacity ? 2 * p->capacity : 1024;
             Part *grown = PyMem_Realloc(p->parts, (size_t)capacity * sizeof(Part));
@@ -230,6 +237,14 @@ static int read_sketches(Reader *r, Parsed *p, Py_ssize_t slot) {
             !mp_double(r, &part->high) || !mp_int(r, &part->zeros) || !read_blob_store(r, slot, &part->stores[0]) ||
             !read_blob_store(r, slot, &part->stores[1]) || part->count < 0 || part->zeros < 0)
             return 0;
+        part->exact_n = 0;
+        if (fields == 8 && !mp_nil(r)) {
+            Py_ssize_t items, vlen, clen;
+            if (!mp_array(r, &items) || items != 2 || !mp_bin(r, &part->exact_values, &vlen) ||
+                !mp_bin(r, &part->exact_counts, &clen) || vlen % 8 || vlen != clen || vlen / 8 > EXACT_LIMIT)
+                return 0;
+            part->exact_n = vlen / 8;
+        }
         if (part->count == 0) continue; /* an empty sketch adds nothing, not even its extremes */
         if (!isfinite(part->total) || !isfinite(part->low) || !isfinite(part->high)) return 0;
         part->metric = metric_index(p, name, len, (int)i);
@@ -279,7 +294,10 @@ static int read_blob(PyObject *blob, Parsed *p, Py_ssize_t slot, PyObject *error
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *key;
         if (!mp_str(&r, &key, &len) || len != 1) return 0;
-        int done = key[0] == 's' ? read_sketches(&r, p, slot) : key[0] == 'e' ? read_errors(&r, errors) : 0;
+        int done = key[0] == 's'   ? read_sketches(&r, p, slot)
+                   : key[0] == 'e' ? read_errors(&r, errors)
+                   : key[0] == 'c' ? mp_skip(&r, 3)
+                                   : 0;
         if (done != 1) return done;
     }
     return r.at == r.end;
@@ -372,6 +390,52 @@ static int slot_quantiles(const double *qs, int n_qs, long long count, long long
 
 #define MAX_QUANTILES 16
 
+/* The exact quantiles of parts[0..count) (sketches.exact_quantiles of merge_exact): 1 found, 0 not exact
+ * (a part keeps no table, the union is past EXACT_LIMIT, or the tables do not add up to `n`). */
+static int exact_quantiles(Part *const *parts, Py_ssize_t count, long long n, const double *qs, int n_qs,
+                           double *out) {
+    double values[EXACT_LIMIT];
+    long long counts[EXACT_LIMIT];
+    int distinct = 0;
+    long long sum = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const Part *part = parts[i];
+        if (part->exact_n == 0) return 0;
+        for (Py_ssize_t j = 0; j < part->exact_n; j++) {
+            double v;
+            long long c;
+            memcpy(&v, part->exact_values + 8 * j, 8);
+            memcpy(&c, part->exact_counts + 8 * j, 8);
+            if (!isfinite(v) || c <= 0 || sum > INT64_MAX - c) return 0;
+            sum += c;
+            int at = 0; /* insert into the sorted table (at most 64 entries: a linear walk is enough) */
+            while (at < distinct && values[at] < v) at++;
+            if (at < distinct && values[at] == v) {
+                counts[at] += c;
+                continue;
+            }
+            if (distinct == EXACT_LIMIT) return 0;
+            memmove(values + at + 1, values + at, (size_t)(distinct - at) * sizeof(double));
+            memmove(counts + at + 1, counts + at, (size_t)(distinct - at) * sizeof(long long));
+            values[at] = v;
+            counts[at] = c;
+            distinct++;
+        }
+    }
+    if (sum != n || distinct == 0) return 0;
+    for (int k = 0; k < n_qs; k++) {
+        double rank = (double)(n > 1 ? n - 1 : 0) * qs[k];
+        long long running = 0;
+        int at = 0;
+        for (; at < distinct - 1; at++) { /* searchsorted(side="right") on the running counts */
+            running += counts[at];
+            if ((double)running > rank) break;
+        }
+        out[k] = values[at];
+    }
+    return 1;
+}
+
 typedef struct {
     PyObject *make;    /* called with (count, total, low, high, {quantile: value}) for each summary */
     PyObject *q_keys;  /* the quantiles asked, as given */
@@ -406,7 +470,8 @@ static PyObject *summarise_run(Summariser *m, Part *const *parts, Py_ssize_t cou
         if (width[sign] == -2) return PyErr_NoMemory();
         if (width[sign] < 0 || !running_sums(m->cells[sign], width[sign])) Py_RETURN_NONE;
     }
-    if (!slot_quantiles(m->qs, m->n_qs, n, zeros, m->cells[1], low[1], width[1], m->cells[0], low[0], width[0], lo,
+    if (!exact_quantiles(parts, count, n, m->qs, m->n_qs, found) &&
+        !slot_quantiles(m->qs, m->n_qs, n, zeros, m->cells[1], low[1], width[1], m->cells[0], low[0], width[0], lo,
                         hi, &m->table, found))
         Py_RETURN_NONE;
     PyObject *quantiles = PyDict_New();

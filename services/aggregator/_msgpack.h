@@ -124,4 +124,44 @@ static inline int mp_double(Reader *r, double *out) {
     return 1;
 }
 
+/* A nil: 1 read (and consumed), 0 another kind (nothing consumed). */
+static inline int mp_nil(Reader *r) {
+    if (r->at >= r->end || *r->at != 0xc0) return 0;
+    r->at++;
+    return 1;
+}
+
+/* Past one item of the subset (nil, booleans, integers, floats, str, bin, arrays and maps of them, nested
+ * at most `depth` deep): 1 skipped, 0 malformed or another kind. */
+static inline int mp_skip(Reader *r, int depth) {
+    unsigned char tag;
+    Py_ssize_t n;
+    const unsigned char *ignored;
+    if (depth < 0 || r->at >= r->end) return 0;
+    tag = *r->at;
+    if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3) {
+        r->at++;
+        return 1;
+    }
+    if ((tag >= 0xcc && tag <= 0xd3) || tag == 0xca || tag == 0xcb) { /* integers of 1-8 bytes, floats of 4 or 8 */
+        r->at++;
+        return mp_take(r, tag == 0xca ? 4 : tag == 0xcb ? 8 : 1 << ((tag - 0xcc) & 3), &ignored);
+    }
+    if ((tag & 0xe0) == 0xa0 || tag == 0xd9 || tag == 0xda || tag == 0xdb) return mp_str(r, (const char **)&ignored, &n);
+    if (tag == 0xc4 || tag == 0xc5 || tag == 0xc6) return mp_bin(r, &ignored, &n);
+    if ((tag & 0xf0) == 0x90 || tag == 0xdc || tag == 0xdd) {
+        if (!mp_array(r, &n)) return 0;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (!mp_skip(r, depth - 1)) return 0;
+        return 1;
+    }
+    if ((tag & 0xf0) == 0x80 || tag == 0xde || tag == 0xdf) {
+        if (!mp_map(r, &n)) return 0;
+        for (Py_ssize_t i = 0; i < 2 * n; i++)
+            if (!mp_skip(r, depth - 1)) return 0;
+        return 1;
+    }
+    return 0;
+}
+
 #endif

@@ -1,5 +1,5 @@
 /* Decode a SpanBatch (proto/vane/v1/bus.proto) straight into Postgres binary COPY tuples for `runs`
- * and the compact per-generation records rollups read, without a Python object per span.
+ * and the compact per-span records rollups and run assembly read, without a Python object per span.
  *
  * The C twin of services/aggregator/decode.py's decode_batch_python: same inputs, same outputs
  * (tests/unit/test_aggregator_decode.py compares them on generated and mutated batches). Field
@@ -19,7 +19,7 @@ enum {
     S_PROJECT_TYPE, S_PROMPT_NAME, S_PROMPT_VERSION, S_MODEL, S_START, S_END, S_TTFT, S_INPUT_TOKENS,
     S_OUTPUT_TOKENS, S_TOTAL_TOKENS, S_CACHED_INPUT_TOKENS, S_COST, S_STATUS, S_ERROR_MESSAGE, S_SESSION_ID,
     S_USER_ID, S_INPUT, S_OUTPUT, S_EVAL_TAGS_JSON, S_ATTRIBUTES_JSON, S_PROMPT_LABEL, S_METADATA_JSON,
-    N_SPAN_SLOTS
+    S_INPUT_COST, S_OUTPUT_COST, N_SPAN_SLOTS
 };
 /* Batch slots follow the span slots in the layout tuple (decode.BATCH_FIELDS). */
 enum { B_SCHEMA_VERSION, B_PROJECT_ID, B_SPANS, B_RECEIVED, N_BATCH_SLOTS };
@@ -35,6 +35,7 @@ static const unsigned char SPAN_KIND[N_SPAN_SLOTS] = {
     [S_COST] = K_DOUBLE, [S_STATUS] = K_INT32, [S_ERROR_MESSAGE] = K_STRING, [S_SESSION_ID] = K_STRING,
     [S_USER_ID] = K_STRING, [S_INPUT] = K_STRING, [S_OUTPUT] = K_STRING, [S_EVAL_TAGS_JSON] = K_STRING,
     [S_ATTRIBUTES_JSON] = K_STRING, [S_PROMPT_LABEL] = K_STRING, [S_METADATA_JSON] = K_STRING,
+    [S_INPUT_COST] = K_DOUBLE, [S_OUTPUT_COST] = K_DOUBLE,
 };
 static const unsigned char BATCH_KIND[N_BATCH_SLOTS] = {
     [B_SCHEMA_VERSION] = K_INT32, [B_PROJECT_ID] = K_STRING, [B_SPANS] = K_BYTES, [B_RECEIVED] = K_INT64,
@@ -49,20 +50,24 @@ static const int TEXT_SLOTS[] = {
 /* Why a span is left out (decode.SKIP_REASONS has the words). */
 enum { SKIP_IDS, SKIP_NO_PROJECT, SKIP_STATUS_RANGE, SKIP_NUL };
 
-#define RUN_COLUMN_COUNT 32
+#define RUN_COLUMN_COUNT 34
 #define STATUS_ERROR 2
 /* Microseconds from 1970 to Postgres's epoch 2000-01-01 (int64 nanoseconds always fit its range). */
 #define PG_EPOCH_US INT64_C(946684800000000)
 #define US_PER_DAY INT64_C(86400000000)
 #define MAX_DAYS 64 /* distinct days of one message: more than that and the reference path decodes it */
 
-/* Flags of a generation record (decode.GENERATION_DTYPE). */
+/* Flags of a span record (decode.SPAN_DTYPE). */
 #define F_TTFT 1
 #define F_INPUT 2
 #define F_OUTPUT 4
 #define F_COST 8
 #define F_ERROR 16
-#define GENERATION_SIZE 56
+#define F_GENERATION 32
+#define F_ROOT 64
+#define F_INPUT_COST 128
+#define F_OUTPUT_COST 256
+#define RECORD_SIZE 80
 
 typedef struct {
     const uint8_t *ptr;
@@ -349,11 +354,11 @@ static int project_for(Projects *ps, Slice raw, PyObject *project_of) {
     return p->canonical;
 }
 
-/* Distinct rollup keys of one message (project, app version, prompt name, prompt version, model): an
- * open-addressing table of indices into `keys`, a list of tuples made once per distinct key. */
+/* Distinct keys of one message (project, project name, app version, prompt name, prompt version, model):
+ * an open-addressing table of indices into `keys`, a list of tuples made once per distinct key. */
 typedef struct {
     int project;
-    Slice app, prompt, model;
+    Slice project_name, app, prompt, model;
     int64_t prompt_version;
 } KeyParts;
 
@@ -374,6 +379,7 @@ static int same_slice(Slice a, Slice b) { return a.len == b.len && memcmp(a.ptr,
 /* The key index of these parts, appending a new tuple to `list` for a key not seen before; -1 on error. */
 static int32_t key_index(Keys *keys, const KeyParts *k, PyObject *uuid, PyObject *list) {
     uint64_t h = (UINT64_C(14695981039346656037) ^ (uint64_t)k->project) * UINT64_C(1099511628211);
+    h = hash_bytes(h, k->project_name.ptr, k->project_name.len);
     h = hash_bytes(h, k->app.ptr, k->app.len);
     h = hash_bytes(h, k->prompt.ptr, k->prompt.len);
     h = hash_bytes(h, k->model.ptr, k->model.len);
@@ -382,8 +388,9 @@ static int32_t key_index(Keys *keys, const KeyParts *k, PyObject *uuid, PyObject
         int32_t i = keys->table[at];
         if (i < 0) {
             PyObject *key = Py_BuildValue(
-                "(Os#s#Ls#)", uuid, (const char *)k->app.ptr, k->app.len, (const char *)k->prompt.ptr,
-                k->prompt.len, (long long)k->prompt_version, (const char *)k->model.ptr, k->model.len);
+                "(Os#s#s#Ls#)", uuid, (const char *)k->project_name.ptr, k->project_name.len,
+                (const char *)k->app.ptr, k->app.len, (const char *)k->prompt.ptr, k->prompt.len,
+                (long long)k->prompt_version, (const char *)k->model.ptr, k->model.len);
             if (key == NULL) return -1;
             int failed = PyList_Append(list, key);
             Py_DECREF(key);
@@ -394,7 +401,8 @@ static int32_t key_index(Keys *keys, const KeyParts *k, PyObject *uuid, PyObject
         }
         const KeyParts *o = &keys->parts[i];
         if (o->project == k->project && o->prompt_version == k->prompt_version && same_slice(o->app, k->app) &&
-            same_slice(o->prompt, k->prompt) && same_slice(o->model, k->model))
+            same_slice(o->project_name, k->project_name) && same_slice(o->prompt, k->prompt) &&
+            same_slice(o->model, k->model))
             return i;
     }
 }
@@ -419,7 +427,7 @@ static void put_optional_int(Buffer *b, const Span *s, int slot) {
 /* The COPY tuple of one span (RUN_COLUMNS order). */
 static int put_row(Buffer *b, const Span *s, const Project *project, int64_t start, int64_t end, int64_t start_us,
                    int generation, double latency_ms) {
-    size_t size = 2 + RUN_COLUMN_COUNT * 4 + 16 + 8 * 12 + 4 + 2 + 1;
+    size_t size = 2 + RUN_COLUMN_COUNT * 4 + 16 + 8 * 14 + 4 + 2 + 1;
     for (int slot = 0; slot < N_SPAN_SLOTS; slot++)
         if (SPAN_KIND[slot] != K_INT64 && SPAN_KIND[slot] != K_INT32 && SPAN_KIND[slot] != K_DOUBLE)
             size += (size_t)text_of(s, slot).len;
@@ -450,6 +458,8 @@ static int put_row(Buffer *b, const Span *s, const Project *project, int64_t sta
     put_optional_int(b, s, S_TOTAL_TOKENS);
     put_optional_int(b, s, S_CACHED_INPUT_TOKENS);
     put_optional_int(b, s, S_COST);
+    put_optional_int(b, s, S_INPUT_COST);
+    put_optional_int(b, s, S_OUTPUT_COST);
     field_int(b, (uint64_t)num_of(s, S_STATUS), 2);
     put_text(b, s, S_ERROR_MESSAGE);
     put_text(b, s, S_SESSION_ID);
@@ -461,20 +471,30 @@ static int put_row(Buffer *b, const Span *s, const Project *project, int64_t sta
     return 0;
 }
 
-/* The generation record rollups read (decode.GENERATION_DTYPE, little-endian). */
-static int put_generation(Buffer *b, const Span *s, int32_t key, int64_t start, double latency_ms) {
-    if (buffer_reserve(b, GENERATION_SIZE)) return -1;
+/* The span record rollups and run assembly read (decode.SPAN_DTYPE, little-endian). */
+static int put_record(Buffer *b, const Span *s, int32_t key, int64_t start, int64_t end, double latency_ms,
+                      int generation) {
+    if (buffer_reserve(b, RECORD_SIZE)) return -1;
     char *out = b->data + b->len;
-    memset(out, 0, GENERATION_SIZE);
-    uint8_t flags = (uint8_t)((s->has[S_TTFT] ? F_TTFT : 0) | (s->has[S_INPUT_TOKENS] ? F_INPUT : 0) |
-                              (s->has[S_OUTPUT_TOKENS] ? F_OUTPUT : 0) | (s->has[S_COST] ? F_COST : 0) |
-                              (num_of(s, S_STATUS) == STATUS_ERROR ? F_ERROR : 0));
-    int64_t fields[6] = {start, (int64_t)bits_of(latency_ms), num_of(s, S_TTFT), num_of(s, S_INPUT_TOKENS),
-                         num_of(s, S_OUTPUT_TOKENS), num_of(s, S_COST)};
+    memset(out, 0, RECORD_SIZE);
+    uint16_t flags = (uint16_t)((s->has[S_TTFT] ? F_TTFT : 0) | (s->has[S_INPUT_TOKENS] ? F_INPUT : 0) |
+                                (s->has[S_OUTPUT_TOKENS] ? F_OUTPUT : 0) | (s->has[S_COST] ? F_COST : 0) |
+                                (num_of(s, S_STATUS) == STATUS_ERROR ? F_ERROR : 0) | (generation ? F_GENERATION : 0) |
+                                (text_of(s, S_PARENT_SPAN_ID).len == 0 ? F_ROOT : 0) |
+                                (s->has[S_INPUT_COST] ? F_INPUT_COST : 0) | (s->has[S_OUTPUT_COST] ? F_OUTPUT_COST : 0));
+    int64_t fields[9] = {start,
+                         end,
+                         (int64_t)bits_of(latency_ms),
+                         num_of(s, S_TTFT),
+                         num_of(s, S_INPUT_TOKENS),
+                         num_of(s, S_OUTPUT_TOKENS),
+                         num_of(s, S_COST),
+                         num_of(s, S_INPUT_COST),
+                         num_of(s, S_OUTPUT_COST)};
     memcpy(out, &key, 4);
-    out[4] = (char)flags;
+    memcpy(out + 4, &flags, 2);
     memcpy(out + 8, fields, sizeof fields);
-    b->len += GENERATION_SIZE;
+    b->len += RECORD_SIZE;
     return 0;
 }
 
@@ -484,7 +504,7 @@ static int64_t floor_div(int64_t a, int64_t b) {
 }
 
 typedef struct {
-    Buffer rows, generations, traces, row_projects;
+    Buffer rows, records, traces, row_projects;
     int64_t days[MAX_DAYS];
     int day_count;
     Py_ssize_t row_count;
@@ -531,12 +551,11 @@ static int add_span(Output *out, const Span *s, Projects *projects, int project_
         out->days[out->day_count++] = day;
     }
     out->row_count++;
-    if (!generation) return 0;
-    KeyParts parts = {project_index, text_of(s, S_APP_VERSION), text_of(s, S_PROMPT_NAME), text_of(s, S_MODEL),
-                      num_of(s, S_PROMPT_VERSION)};
+    KeyParts parts = {project_index, text_of(s, S_PROJECT_NAME), text_of(s, S_APP_VERSION), text_of(s, S_PROMPT_NAME),
+                      text_of(s, S_MODEL), num_of(s, S_PROMPT_VERSION)};
     int32_t key = key_index(keys, &parts, project->uuid, key_list);
     if (key < 0) return -1;
-    return put_generation(&out->generations, s, key, start, latency_ms);
+    return put_record(&out->records, s, key, start, end, latency_ms, generation);
 }
 
 static PyObject *bytes_of(const Buffer *b) {
@@ -689,13 +708,13 @@ static PyObject *decode_span_batch(PyObject *module, PyObject *args) {
         if (day == NULL) goto done;
         PyList_SET_ITEM(days, i, day);
     }
-    PyObject *rows = bytes_of(&out.rows), *generations = bytes_of(&out.generations);
+    PyObject *rows = bytes_of(&out.rows), *records = bytes_of(&out.records);
     PyObject *traces = bytes_of(&out.traces), *row_projects = bytes_of(&out.row_projects);
-    if (rows && generations && traces && row_projects)
-        result = Py_BuildValue("(nOOOOOOOO)", out.row_count, rows, generations, keys_list, traces, row_projects,
+    if (rows && records && traces && row_projects)
+        result = Py_BuildValue("(nOOOOOOOO)", out.row_count, rows, records, keys_list, traces, row_projects,
                                projects_list, days, skipped);
     Py_XDECREF(rows);
-    Py_XDECREF(generations);
+    Py_XDECREF(records);
     Py_XDECREF(traces);
     Py_XDECREF(row_projects);
     goto done;
@@ -710,7 +729,7 @@ done:
     PyMem_Free(keys.table);
     projects_free(&projects);
     PyMem_Free(out.rows.data);
-    PyMem_Free(out.generations.data);
+    PyMem_Free(out.records.data);
     PyMem_Free(out.traces.data);
     PyMem_Free(out.row_projects.data);
     Py_XDECREF(keys_list);

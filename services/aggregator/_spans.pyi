@@ -15,7 +15,7 @@ def decode_span_batch(
         int,
         bytes,
         bytes,
-        list[tuple[uuid.UUID, str, str, int, str]],
+        list[tuple[uuid.UUID, str, str, str, int, str]],
         bytes,
         bytes,
         list[uuid.UUID],

@@ -1,7 +1,7 @@
 """Decode bus messages into what Postgres and rollups take: plain functions, no I/O.
 
-A SpanBatch becomes binary COPY tuples for `runs` and one compact record per generation (the
-columns rollups read), never a Python object per span. The C decoder (`_spans.c`) does this for
+A SpanBatch becomes binary COPY tuples for `runs` and one compact record per stored span (the
+columns rollups and run assembly read), never a Python object per span. The C decoder (`_spans.c`) does this for
 every message it is sure of; `decode_spans_reference`, built on the generated protobuf classes,
 is its twin: it gives the same bytes (a differential test proves it), decodes whatever the C
 decoder declines (malformed bytes: it raises the error), and runs alone where C was not built.
@@ -55,6 +55,8 @@ RUN_COLUMNS = (
     "total_tokens",
     "cached_input_tokens",
     "cost",
+    "input_cost",
+    "output_cost",
     "status",
     "error_message",
     "session_id",
@@ -89,14 +91,29 @@ ScoreRow = tuple[object, ...]
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 COPY_TRAILER = b"\xff\xff"
 
-# One generation as rollups read it; a flag says which optional values the span carried.
+# One stored span as rollups and run assembly read it; flags say what it is and which optional values
+# it carried. `key` indexes the message's keys (project, project name, app version, prompt name,
+# prompt version, model); generations are the records flagged IS_GENERATION.
 HAS_TTFT, HAS_INPUT, HAS_OUTPUT, HAS_COST, IS_ERROR = 1, 2, 4, 8, 16
-GENERATION_DTYPE = np.dtype(
+IS_GENERATION, IS_ROOT, HAS_INPUT_COST, HAS_OUTPUT_COST = 32, 64, 128, 256
+SPAN_DTYPE = np.dtype(
     {
-        "names": ["key", "flags", "start_ns", "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost"],
-        "formats": ["<i4", "u1", "<i8", "<f8", "<f8", "<i8", "<i8", "<f8"],
-        "offsets": [0, 4, 8, 16, 24, 32, 40, 48],
-        "itemsize": 56,
+        "names": [
+            "key",
+            "flags",
+            "start_ns",
+            "end_ns",
+            "latency_ms",
+            "ttft_ms",
+            "input_tokens",
+            "output_tokens",
+            "cost",
+            "input_cost",
+            "output_cost",
+        ],
+        "formats": ["<i4", "<u2", "<i8", "<i8", "<f8", "<f8", "<i8", "<i8", "<f8", "<f8", "<f8"],
+        "offsets": [0, 4, 8, 16, 24, 32, 40, 48, 56, 64, 72],
+        "itemsize": 80,
     }
 )
 
@@ -144,6 +161,8 @@ SPAN_FIELDS = (
     "attributes_json",
     "prompt_label",
     "metadata_json",
+    "input_cost",
+    "output_cost",
 )
 BATCH_FIELDS = ("schema_version", "project_id", "spans", "received_unix_nano")
 _TEXT_FIELDS = (
@@ -174,6 +193,8 @@ _C_TYPES = {
     "status": _F.TYPE_ENUM,
     "ttft_ms": _F.TYPE_DOUBLE,
     "cost": _F.TYPE_DOUBLE,
+    "input_cost": _F.TYPE_DOUBLE,
+    "output_cost": _F.TYPE_DOUBLE,
     "start_time_unix_nano": _F.TYPE_INT64,
     "end_time_unix_nano": _F.TYPE_INT64,
     "input_tokens": _F.TYPE_INT64,
@@ -212,17 +233,18 @@ class Undecodable(ValueError):
     """A message that is not a batch this build knows: it goes to the dead letters."""
 
 
-RollupKeyParts = tuple[uuid.UUID, str, str, int, str]  # project, app version, prompt name, prompt version, model
+# project, project name, app version, prompt name, prompt version, model
+RollupKeyParts = tuple[uuid.UUID, str, str, str, int, str]
 
 
 @dataclass(frozen=True)
 class DecodedSpans:
-    """One SpanBatch's stored rows, as COPY tuples and generation records."""
+    """One SpanBatch's stored rows, as COPY tuples and span records."""
 
     count: int  # rows
     rows: bytes  # binary COPY tuples of `runs` in RUN_COLUMNS order, without header and trailer
-    generations: bytes  # GENERATION_DTYPE records of the generations among the rows
-    keys: list[RollupKeyParts]  # a generation record's `key` indexes this list
+    spans: bytes  # SPAN_DTYPE records, one per row
+    keys: list[RollupKeyParts]  # a span record's `key` indexes this list
     traces: bytes  # each row's 16-byte trace id
     row_projects: bytes  # each row's project, as an int32 index into `projects`
     projects: list[uuid.UUID]
@@ -250,9 +272,9 @@ def decode_spans(data: bytes) -> DecodedSpans:
     if _LAYOUT is not None:
         raw = _spans.decode_span_batch(data, _LAYOUT, SCHEMA_VERSION, _NOT_GENERATION_BYTES, project_of)
         if raw is not None:
-            count, rows, generations, keys, traces, row_projects, projects, days, skipped = raw
+            count, rows, spans, keys, traces, row_projects, projects, days, skipped = raw
             reasons = [_skipped(name, code) for name, code in skipped]
-            return DecodedSpans(count, rows, generations, keys, traces, row_projects, projects, days, reasons)
+            return DecodedSpans(count, rows, spans, keys, traces, row_projects, projects, days, reasons)
     return decode_spans_reference(data)
 
 
@@ -311,13 +333,17 @@ def copy_tuple(span: bus_pb2.CanonicalSpan, project: uuid.UUID, start: int, end:
             _optional(span, "total_tokens", "q"),
             _optional(span, "cached_input_tokens", "q"),
             _optional(span, "cost", "d"),
+            _optional(span, "input_cost", "d"),
+            _optional(span, "output_cost", "d"),
             struct.pack(">ih", 2, span.status),
             *rest,
         ]
     )
 
 
-def _generation_record(span: bus_pb2.CanonicalSpan, key: int, start: int, end: int) -> tuple[object, ...]:
+def _span_record(
+    span: bus_pb2.CanonicalSpan, key: int, start: int, end: int, generation: bool
+) -> tuple[object, ...]:
     has = span.HasField
     flags = (
         (HAS_TTFT if has("ttft_ms") else 0)
@@ -325,8 +351,24 @@ def _generation_record(span: bus_pb2.CanonicalSpan, key: int, start: int, end: i
         | (HAS_OUTPUT if has("output_tokens") else 0)
         | (HAS_COST if has("cost") else 0)
         | (IS_ERROR if span.status == _STATUS_ERROR else 0)
+        | (IS_GENERATION if generation else 0)
+        | (IS_ROOT if not span.parent_span_id else 0)
+        | (HAS_INPUT_COST if has("input_cost") else 0)
+        | (HAS_OUTPUT_COST if has("output_cost") else 0)
     )
-    return (key, flags, start, (end - start) / 1e6, span.ttft_ms, span.input_tokens, span.output_tokens, span.cost)
+    return (
+        key,
+        flags,
+        start,
+        end,
+        (end - start) / 1e6,
+        span.ttft_ms,
+        span.input_tokens,
+        span.output_tokens,
+        span.cost,
+        span.input_cost,
+        span.output_cost,
+    )
 
 
 def decode_spans_reference(data: bytes) -> DecodedSpans:
@@ -369,18 +411,17 @@ def decode_spans_reference(data: bytes) -> DecodedSpans:
         traces.append(span.trace_id)
         row_projects.append(projects.setdefault(project, len(projects)))
         days.setdefault(start // 1000 // _US_PER_DAY)
-        if generation:
-            key = (project, span.app_version, span.prompt_name, span.prompt_version, span.model)
-            records.append(_generation_record(span, keys.setdefault(key, len(keys)), start, end))
-    generations = np.zeros(len(records), dtype=GENERATION_DTYPE)
+        key = (project, span.project_name, span.app_version, span.prompt_name, span.prompt_version, span.model)
+        records.append(_span_record(span, keys.setdefault(key, len(keys)), start, end, generation))
+    spans = np.zeros(len(records), dtype=SPAN_DTYPE)
     if records:
         columns = list(zip(*records, strict=True))
-        for name, column in zip(GENERATION_DTYPE.names or (), columns, strict=True):
-            generations[name] = column
+        for name, column in zip(SPAN_DTYPE.names or (), columns, strict=True):
+            spans[name] = column
     return DecodedSpans(
         len(rows),
         b"".join(rows),
-        generations.tobytes(),
+        spans.tobytes(),
         list(keys),
         b"".join(traces),
         np.array(row_projects, dtype="<i4").tobytes(),

@@ -5,6 +5,11 @@ within ACCURACY (relative) of the true order statistic at that rank. Bins come f
 library's LogarithmicMapping (the same keys and representative values); what this module adds is
 adding whole arrays at once, merging many sketches with a few array additions, and an encoding
 that keeps a minute's sparse sketch and a month's dense one both small.
+
+A sketch of a score also keeps its exact distinct values and their counts while there are at most
+EXACT_LIMIT of them (a boolean, a 1–5 rating, a category's number): its quantiles are then the
+exact order statistics (a thumbs-up median is 1, never the bin's 0.995), and a merge stays exact
+while the union stays that small.
 """
 
 from __future__ import annotations
@@ -30,6 +35,39 @@ _MIN_VALUE = MAPPING.min_possible
 _DTYPES: tuple[type[np.unsignedinteger], ...] = (np.uint8, np.uint16, np.uint32, np.uint64)
 _DTYPE_MAX = tuple(int(np.iinfo(t).max) for t in _DTYPES)
 _EMPTY = np.zeros(0, dtype=np.int64)
+# Distinct values a sketch keeps exactly (scores): beyond, it is a sketch like the others.
+EXACT_LIMIT = 64
+# (distinct values ascending, float64; their counts, int64 > 0)
+Exact = tuple[np.ndarray, np.ndarray]
+
+
+def exact_of(values: np.ndarray) -> Exact | None:
+    """The distinct values of `values` with their counts, or None past EXACT_LIMIT of them."""
+    distinct, counts = np.unique(values, return_counts=True)
+    return (distinct, counts.astype(np.int64)) if distinct.size <= EXACT_LIMIT else None
+
+
+def merge_exact(tables: Sequence[Exact | None]) -> Exact | None:
+    """The union of exact tables, or None when one is not exact or the union is past EXACT_LIMIT."""
+    if not tables or any(t is None for t in tables):
+        return None
+    if len(tables) == 1:
+        return tables[0]
+    values = np.concatenate([t[0] for t in tables])  # type: ignore[index]
+    counts = np.concatenate([t[1] for t in tables])  # type: ignore[index]
+    distinct, where = np.unique(values, return_inverse=True)
+    if distinct.size > EXACT_LIMIT:
+        return None
+    return distinct, np.bincount(where, weights=counts, minlength=distinct.size).astype(np.int64)
+
+
+def exact_quantiles(table: Exact, qs: Sequence[float]) -> list[float]:
+    """The values at rank q·(count−1) (the order statistic at its floor), as the bins' walk ranks them."""
+    values, counts = table
+    cumulative = np.cumsum(counts)
+    ranks = np.asarray(qs, dtype=np.float64) * max(int(cumulative[-1]) - 1, 0)
+    index = np.minimum(np.searchsorted(cumulative, ranks, side="right"), values.size - 1)
+    return [float(v) for v in values[index]]
 
 
 def keys_of(values: np.ndarray) -> np.ndarray:
@@ -106,10 +144,12 @@ class Sketch:
     zeros: int = 0
     positive: Bins = field(default_factory=Bins)
     negative: Bins = field(default_factory=Bins)  # keyed by magnitude
+    exact: Exact | None = None  # the values themselves, while few (scores only)
 
     @classmethod
-    def of(cls, values: Iterable[float] | np.ndarray) -> Sketch:
-        """A sketch of the finite values given (NaN and infinities are not values)."""
+    def of(cls, values: Iterable[float] | np.ndarray, exact: bool = False) -> Sketch:
+        """A sketch of the finite values given (NaN and infinities are not values); `exact` keeps the
+        distinct values too, while there are at most EXACT_LIMIT of them."""
         array = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.float64)
         array = array[np.isfinite(array)]
         if array.size == 0:
@@ -125,12 +165,20 @@ class Sketch:
             zeros=int(tiny.sum()),
             positive=Bins.of_keys(keys_of(pos)),
             negative=Bins.of_keys(keys_of(neg)),
+            exact=exact_of(array) if exact else None,
         )
 
     def compact(self) -> Sketch:
         """The same sketch holding copies of only its non-empty bin ranges."""
         return Sketch(
-            self.count, self.total, self.low, self.high, self.zeros, self.positive.compact(), self.negative.compact()
+            self.count,
+            self.total,
+            self.low,
+            self.high,
+            self.zeros,
+            self.positive.compact(),
+            self.negative.compact(),
+            self.exact,
         )
 
     @property
@@ -144,6 +192,8 @@ class Sketch:
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
         if self.count == 0:
             return [None for _ in qs]
+        if self.exact is not None:
+            return list(exact_quantiles(self.exact, qs))
         # Walk the dense counts with cumulative sums (no per-bin objects): a query asks this of
         # hundreds of merged sketches, each a row of a wide, mostly empty matrix.
         ranks = np.asarray(qs, dtype=np.float64) * (self.count - 1)
@@ -235,13 +285,28 @@ def merge(sketches: Sequence[Sketch]) -> Sketch:
         zeros=zeros,
         positive=merge_bins([s.positive for s in live]),
         negative=merge_bins([s.negative for s in live]),
+        exact=merge_exact([s.exact for s in live]),
     )
 
 
-# Encoding: a list that msgpack carries as is. Each store is written dense (offset + counts in the
-# smallest unsigned type that fits) or sparse (keys + counts), whichever is fewer bytes: a minute's
-# few values spread far apart are sparse, a month's are dense.
+# Encoding: a list that msgpack carries as is, [count, total, low, high, zeros, positive, negative]
+# and, for a sketch keeping its values, an eighth item [values as float64, counts as int64] (or nil
+# once past EXACT_LIMIT). Each store is written dense (offset + counts in the smallest unsigned type
+# that fits) or sparse (keys + counts), whichever is fewer bytes: a minute's few values spread far
+# apart are sparse, a month's are dense.
 Encoded = list[object]
+
+
+def encode_exact(table: Exact) -> list[bytes]:
+    return [table[0].astype("<f8").tobytes(), table[1].astype("<i8").tobytes()]
+
+
+def decode_exact(raw: Sequence[object]) -> Exact | None:
+    """An encoded sketch's exact table (its eighth item), or None when it keeps none."""
+    if len(raw) < 8 or not raw[7]:
+        return None
+    values, counts = raw[7]  # type: ignore[misc]
+    return np.frombuffer(values, dtype="<f8"), np.frombuffer(counts, dtype="<i8").astype(np.int64)
 
 
 def _encode_bins(bins: Bins) -> list[object]:
@@ -275,7 +340,7 @@ def _decode_bins(raw: Sequence[object]) -> Bins:
 
 
 def encode(sketch: Sketch) -> Encoded:
-    return [
+    out: Encoded = [
         sketch.count,
         sketch.total,
         sketch.low if sketch.count else 0.0,
@@ -284,6 +349,9 @@ def encode(sketch: Sketch) -> Encoded:
         _encode_bins(sketch.positive),
         _encode_bins(sketch.negative),
     ]
+    if sketch.exact is not None:
+        out.append(encode_exact(sketch.exact))
+    return out
 
 
 def decode(raw: Sequence[object]) -> Sketch:
@@ -298,6 +366,7 @@ def decode(raw: Sequence[object]) -> Sketch:
         zeros=int(raw[4]),  # type: ignore[call-overload]
         positive=_decode_bins(raw[5]),  # type: ignore[arg-type]
         negative=_decode_bins(raw[6]),  # type: ignore[arg-type]
+        exact=decode_exact(raw),
     )
 
 
@@ -417,5 +486,12 @@ def absorb_encoded(stored: Sequence[Encoded | None], new: Sequence[Sketch]) -> l
                 max(float(old[3]), sketch.high),  # type: ignore[arg-type]
                 int(old[4]) + sketch.zeros,  # type: ignore[call-overload]
             ]
-        out.append([*scalars, pos[slot], neg[slot]] if scalars else encode(Sketch()))
+        if not scalars:
+            out.append(encode(Sketch()))
+            continue
+        if old is None or not old[0]:
+            exact = sketch.exact
+        else:
+            exact = decode_exact(old) if not sketch.count else merge_exact([decode_exact(old), sketch.exact])
+        out.append([*scalars, pos[slot], neg[slot], *([encode_exact(exact)] if exact is not None else [])])
     return out

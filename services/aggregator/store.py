@@ -22,18 +22,22 @@ from asyncpg.pool import PoolConnectionProxy
 from services.aggregator.decode import (
     COPY_HEADER,
     COPY_TRAILER,
-    GENERATION_DTYPE,
     HAS_COST,
     HAS_INPUT,
+    HAS_INPUT_COST,
     HAS_OUTPUT,
+    HAS_OUTPUT_COST,
     HAS_TTFT,
     IS_ERROR,
+    IS_GENERATION,
+    IS_ROOT,
     RUN_COLUMNS,
+    SPAN_DTYPE,
     SCORE_COLUMNS,
     DecodedSpans,
     ScoreRow,
 )
-from services.aggregator.rollup import AppliedScore, Cell, CellId, RollupKey, absorb_into_blobs
+from services.aggregator.rollup import AppliedScore, Cell, CellId, RollupKey, absorb_into_blobs, usd
 from services.aggregator.scores import TraceSpan, settle
 from services.common.logs import get_logger
 
@@ -55,6 +59,7 @@ class PendingScore:
     value: float
     numeric: bool
     is_error: bool
+    category: str = ""  # a categorical score's value
 
 
 def _partition_name(day: date) -> str:
@@ -109,17 +114,22 @@ CellKey = tuple[uuid.UUID, RollupKey]
 
 @dataclass(frozen=True)
 class StoredRuns:
-    """Runs stored by one transaction: their generations as records, and the traces they belong to."""
+    """Runs stored by one transaction: a record of each, and the traces they belong to."""
 
     count: int
     projects: set[uuid.UUID]
-    generations: np.ndarray  # GENERATION_DTYPE; `key` indexes `keys`
+    spans: np.ndarray  # SPAN_DTYPE, one per stored row; `key` indexes `keys`
+    trace_ids: bytes  # each stored row's 16-byte trace id, in `spans` order
     keys: list[CellKey]
     traces: Callable[[], dict[uuid.UUID, set[bytes]]]  # by project: asked only when scores wait
 
+    @property
+    def generations(self) -> np.ndarray:
+        return self.spans[(self.spans["flags"] & IS_GENERATION) != 0]
+
 
 class RunBatch:
-    """The span batches of one fetch, merged: one COPY payload and one array of generation records."""
+    """The span batches of one fetch, merged: one COPY payload and one array of span records."""
 
     def __init__(self, decoded: Sequence[DecodedSpans]) -> None:
         self.parts = [d for d in decoded if d.count]
@@ -132,13 +142,13 @@ class RunBatch:
         for d in self.parts:
             # each message numbers its own keys: renumber them into the batch's
             local = np.array(
-                [index.setdefault((p, RollupKey(a, n, v, m)), len(index)) for p, a, n, v, m in d.keys] or [0],
+                [index.setdefault((p, RollupKey(*parts)), len(index)) for p, *parts in d.keys] or [0],
                 dtype=np.int32,
             )
-            part = np.frombuffer(d.generations, dtype=GENERATION_DTYPE).copy()
+            part = np.frombuffer(d.spans, dtype=SPAN_DTYPE).copy()
             part["key"] = local[part["key"]]
             records.append(part)
-        self.generations = np.concatenate(records) if records else np.zeros(0, dtype=GENERATION_DTYPE)
+        self.spans = np.concatenate(records) if records else np.zeros(0, dtype=SPAN_DTYPE)
         self.keys = list(index)
 
     def traces(self) -> dict[uuid.UUID, set[bytes]]:
@@ -151,15 +161,19 @@ class RunBatch:
 
     def stored(self) -> StoredRuns:
         projects = {p for d in self.parts for p in d.projects}
-        return StoredRuns(self.count, projects, self.generations, self.keys, self.traces)
+        trace_ids = b"".join(d.traces for d in self.parts)
+        return StoredRuns(self.count, projects, self.spans, trace_ids, self.keys, self.traces)
 
 
 _STAGE_RUNS = "CREATE TEMP TABLE IF NOT EXISTS runs_stage (LIKE runs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 _RETURNED = (
     "project_id",
     "trace_id",
+    "parent_span_id",
     "is_generation",
     "start_ns",
+    "end_ns",
+    "project_name",
     "app_version",
     "prompt_name",
     "prompt_version",
@@ -169,6 +183,8 @@ _RETURNED = (
     "input_tokens",
     "output_tokens",
     "cost",
+    "input_cost",
+    "output_cost",
     "status",
 )
 _INSERT_RUNS = f"""
@@ -176,33 +192,48 @@ INSERT INTO runs ({", ".join(RUN_COLUMNS)}) SELECT {", ".join(RUN_COLUMNS)} FROM
 ON CONFLICT DO NOTHING
 RETURNING {", ".join(_RETURNED)}
 """
+# (column, the flag saying the span carried it): the optional values of a span record
+_PRESENCE = (
+    ("ttft_ms", HAS_TTFT),
+    ("input_tokens", HAS_INPUT),
+    ("output_tokens", HAS_OUTPUT),
+    ("cost", HAS_COST),
+    ("input_cost", HAS_INPUT_COST),
+    ("output_cost", HAS_OUTPUT_COST),
+)
 
 
 def _stored_of_records(records: Sequence[asyncpg.Record]) -> StoredRuns:
     """What rollups and scores need of the rows an INSERT … ON CONFLICT returned (the rare path)."""
     index: dict[CellKey, int] = {}
-    generations = [r for r in records if r["is_generation"]]
-    out = np.zeros(len(generations), dtype=GENERATION_DTYPE)
-    for i, r in enumerate(generations):
-        key = (r["project_id"], RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]))
+    out = np.zeros(len(records), dtype=SPAN_DTYPE)
+    for i, r in enumerate(records):
+        key = (
+            r["project_id"],
+            RollupKey(r["project_name"], r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
+        )
         flags = IS_ERROR if r["status"] == 2 else 0
-        for name, flag in (("ttft_ms", HAS_TTFT), ("input_tokens", HAS_INPUT), ("output_tokens", HAS_OUTPUT)):
+        flags |= (IS_GENERATION if r["is_generation"] else 0) | (0 if r["parent_span_id"] else IS_ROOT)
+        for name, flag in _PRESENCE:
             flags |= flag if r[name] is not None else 0
-        flags |= HAS_COST if r["cost"] is not None else 0
         out[i] = (
             index.setdefault(key, len(index)),
             flags,
             r["start_ns"],
+            r["end_ns"],
             r["latency_ms"],
             r["ttft_ms"] or 0.0,
             r["input_tokens"] or 0,
             r["output_tokens"] or 0,
             r["cost"] or 0.0,
+            r["input_cost"] or 0.0,
+            r["output_cost"] or 0.0,
         )
     traces: dict[uuid.UUID, set[bytes]] = defaultdict(set)
     for r in records:
         traces[r["project_id"]].add(r["trace_id"])
-    return StoredRuns(len(records), set(traces), out, list(index), lambda: traces)
+    trace_ids = b"".join(r["trace_id"] for r in records)
+    return StoredRuns(len(records), set(traces), out, trace_ids, list(index), lambda: traces)
 
 
 async def store_runs(conn: Conn, batch: RunBatch) -> StoredRuns:
@@ -227,9 +258,9 @@ _STAGE_SCORES = "CREATE TEMP TABLE IF NOT EXISTS scores_stage (LIKE scores INCLU
 _INSERT_SCORES = f"""
 INSERT INTO scores ({", ".join(SCORE_COLUMNS)}) SELECT {", ".join(SCORE_COLUMNS)} FROM scores_stage
 ON CONFLICT DO NOTHING
-RETURNING project_id, score_id, trace_id, span_id, name, value, data_type, is_error
+RETURNING project_id, score_id, trace_id, span_id, name, value, string_value, data_type, is_error
 """
-_PENDING_COLUMNS = "project_id, score_id, trace_id, span_id, name, value, data_type, is_error"
+_PENDING_COLUMNS = "project_id, score_id, trace_id, span_id, name, value, string_value, data_type, is_error"
 
 
 def _pending(rows: Iterable[asyncpg.Record]) -> list[PendingScore]:
@@ -243,6 +274,7 @@ def _pending(rows: Iterable[asyncpg.Record]) -> list[PendingScore]:
             r["value"],
             r["data_type"] != _CATEGORICAL,
             r["is_error"],
+            r["string_value"],
         )
         for r in rows
     ]
@@ -291,14 +323,14 @@ async def oldest_pending(conn: Conn, limit: int, min_age_seconds: float) -> list
 
 async def _trace_spans(conn: Conn, project: uuid.UUID, traces: list[bytes]) -> dict[bytes, list]:
     rows = await conn.fetch(
-        "SELECT trace_id, span_id, parent_span_id, start_ns, is_generation, app_version, prompt_name, "
+        "SELECT trace_id, span_id, parent_span_id, start_ns, is_generation, project_name, app_version, prompt_name, "
         "prompt_version, model FROM runs WHERE project_id = $1 AND trace_id = ANY($2::bytea[])",
         project,
         traces,
     )
     spans: dict[bytes, list[TraceSpan]] = defaultdict(list)
     for r in rows:
-        key = RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"])
+        key = RollupKey(r["project_name"], r["app_version"], r["prompt_name"], r["prompt_version"], r["model"])
         spans[r["trace_id"]].append(
             TraceSpan(r["span_id"], r["parent_span_id"], r["start_ns"], r["is_generation"], key)
         )
@@ -324,7 +356,16 @@ async def settle_scores(conn: Conn, pending: Sequence[PendingScore]) -> list[App
             run = settled.counts_toward
             if run is not None:
                 applied.append(
-                    AppliedScore(project, run.start_ns, run.key, score.name, score.value, score.is_error, score.numeric)
+                    AppliedScore(
+                        project,
+                        run.start_ns,
+                        run.key,
+                        score.name,
+                        score.value,
+                        score.is_error,
+                        score.numeric,
+                        score.category,
+                    )
                 )
         if ids:
             await conn.execute(
@@ -338,12 +379,14 @@ async def settle_scores(conn: Conn, pending: Sequence[PendingScore]) -> list[App
     return applied
 
 
-_ROLLUP_KEY = "project_id, width_minutes, bucket, app_version, prompt_name, prompt_version, model"
-_UNNEST_KEYS = "unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[])"
+_ROLLUP_KEY = "project_id, width_minutes, bucket, project_name, app_version, prompt_name, prompt_version, model"
+_UNNEST_KEYS = (
+    "unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[])"
+)
 # COLLATE "C" orders text by code point, as Python sorts str: both steps lock rows in one order.
 _ORDER = (
-    'project_id, width_minutes, bucket, app_version COLLATE "C", prompt_name COLLATE "C", prompt_version, '
-    'model COLLATE "C"'
+    'project_id, width_minutes, bucket, project_name COLLATE "C", app_version COLLATE "C", '
+    'prompt_name COLLATE "C", prompt_version, model COLLATE "C"'
 )
 
 
@@ -352,6 +395,7 @@ def _key_arrays(ids: Sequence[CellId]) -> list[list]:
         [i[0] for i in ids],
         [i[1] for i in ids],
         [i[2] for i in ids],
+        [i[3].project_name for i in ids],
         [i[3].app_version for i in ids],
         [i[3].prompt_name for i in ids],
         [i[3].prompt_version for i in ids],
@@ -387,28 +431,32 @@ async def add_to_rollups(conn: Conn, cells: dict[CellId, Cell]) -> None:
             r["project_id"],
             r["width_minutes"],
             r["bucket"],
-            RollupKey(r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
+            RollupKey(r["project_name"], r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
         ): r
         for r in current
     }
     stored = [rows[cid] for cid in ids]
     new = [cells[cid] for cid in ids]
+    pairs = list(zip(stored, new, strict=True))
     blobs = absorb_into_blobs([r["sketches"] for r in stored], new)
     await conn.execute(
         f"UPDATE rollups r SET generation_count = u.g, error_count = u.e, input_tokens = u.i, output_tokens = u.o, "
-        "cost = u.c, first_ns = u.f, last_ns = u.l, sketches = u.s "
-        "FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], "
-        "$8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::float8[], $13::bigint[], $14::bigint[], "
-        f"$15::bytea[]) AS u({_ROLLUP_KEY}, g, e, i, o, c, f, l, s) "
-        "WHERE (r.project_id, r.width_minutes, r.bucket, r.app_version, r.prompt_name, r.prompt_version, r.model) "
-        "= (u.project_id, u.width_minutes, u.bucket, u.app_version, u.prompt_name, u.prompt_version, u.model)",
+        "cost = u.c, input_cost = u.ic, output_cost = u.oc, first_ns = u.f, last_ns = u.l, sketches = u.s "
+        "FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], "
+        "$9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::numeric[], $14::numeric[], $15::numeric[], "
+        f"$16::bigint[], $17::bigint[], $18::bytea[]) AS u({_ROLLUP_KEY}, g, e, i, o, c, ic, oc, f, l, s) "
+        "WHERE (r.project_id, r.width_minutes, r.bucket, r.project_name, r.app_version, r.prompt_name, "
+        "r.prompt_version, r.model) = (u.project_id, u.width_minutes, u.bucket, u.project_name, u.app_version, "
+        "u.prompt_name, u.prompt_version, u.model)",
         *keys,
-        [r["generation_count"] + c.generations for r, c in zip(stored, new, strict=True)],
-        [r["error_count"] + c.errors for r, c in zip(stored, new, strict=True)],
-        [r["input_tokens"] + c.input_tokens for r, c in zip(stored, new, strict=True)],
-        [r["output_tokens"] + c.output_tokens for r, c in zip(stored, new, strict=True)],
-        [r["cost"] + c.cost for r, c in zip(stored, new, strict=True)],
-        [_earliest(r["first_ns"], c.first_ns) for r, c in zip(stored, new, strict=True)],
-        [_latest(r["last_ns"], c.last_ns) for r, c in zip(stored, new, strict=True)],
+        [r["generation_count"] + c.generations for r, c in pairs],
+        [r["error_count"] + c.errors for r, c in pairs],
+        [r["input_tokens"] + c.input_tokens for r, c in pairs],
+        [r["output_tokens"] + c.output_tokens for r, c in pairs],
+        [r["cost"] + usd(c.cost) for r, c in pairs],
+        [r["input_cost"] + usd(c.input_cost) for r, c in pairs],
+        [r["output_cost"] + usd(c.output_cost) for r, c in pairs],
+        [_earliest(r["first_ns"], c.first_ns) for r, c in pairs],
+        [_latest(r["last_ns"], c.last_ns) for r, c in pairs],
         blobs,
     )

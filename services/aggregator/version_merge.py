@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from services.aggregator.sketches import values_of
+from services.aggregator.sketches import Exact, exact_quantiles, merge_exact, values_of
 
 try:  # the C accelerator (setup.py builds it when a compiler is there); the Python twin below otherwise
     from services.aggregator import _bins
@@ -48,17 +48,18 @@ with np.errstate(over="ignore"):
     _VALUES = values_of(np.arange(-_KEY_SPAN, _KEY_SPAN, dtype=np.int64)).tobytes()
 
 
-# sketches.encode()'s list, decoded as a tuple: [count, total, low, high, zeros, positive, negative],
-# each store a tuple too ((): empty)
-EncodedSketch = tuple[int, float, float, float, int, tuple[Any, ...], tuple[Any, ...]]
+# sketches.encode()'s list, decoded as a tuple: [count, total, low, high, zeros, positive, negative] and,
+# for a score, its exact table (values, counts) or None; each store a tuple too ((): empty)
+EncodedSketch = tuple[Any, ...]
 
 
-class DecodedRow(msgspec.Struct, frozen=True, gc=False, rename={"sketches": "s", "score_errors": "e"}):
+class DecodedRow(msgspec.Struct, frozen=True, gc=False, rename={"sketches": "s", "score_errors": "e", "categories": "c"}):
     """A rollup row's sketches as sketches.encode() wrote them (bins left as bytes), and score errors:
     what the Python twin merges. Tuples, not lists: a query's decode makes no objects to track."""
 
     sketches: dict[str, EncodedSketch] = {}
     score_errors: dict[str, int] = {}
+    categories: dict[str, dict[str, int]] = {}
 
 
 EMPTY_ROW = DecodedRow()
@@ -144,6 +145,9 @@ def _summarise(parts: list[tuple[int, Sequence[Any]]], n: int) -> dict[int, Summ
         return _summarise_one_by_one(parts)
     found = _quantiles(count, zeros, pos_low, pos, neg_low, neg)
     found = np.clip(found, low[:, None], high[:, None])  # never outside the exact extremes
+    for slot, table in _exact_tables(parts, n).items():
+        if table is not None and int(table[1].sum()) == count[slot]:
+            found[slot] = exact_quantiles(table, QUANTILES)
     return {
         slot: Summary(c, t, lo, hi, dict(zip(QUANTILES, q, strict=True)))
         for slot, (c, t, lo, hi, q) in enumerate(
@@ -168,6 +172,19 @@ def _scalars(parts: list[tuple[int, Sequence[Any]]], n: int) -> tuple[np.ndarray
     np.minimum.at(low, slots, scalars[:, 2])
     np.maximum.at(high, slots, scalars[:, 3])
     return count, np.array([math.fsum(t) for t in totals]), low, high, zeros
+
+
+def _exact_tables(parts: list[tuple[int, Sequence[Any]]], n: int) -> dict[int, Exact | None]:
+    """Each slot's union of its parts' exact tables (None: a part keeps none, or the union is too big)."""
+    tables: dict[int, list[Exact | None]] = defaultdict(list)
+    for slot, raw in parts:
+        kept = raw[7] if len(raw) > 7 else None
+        tables[slot].append(
+            (np.frombuffer(kept[0], dtype="<f8"), np.frombuffer(kept[1], dtype="<i8").astype(np.int64))
+            if kept
+            else None
+        )
+    return {slot: merge_exact(found) for slot, found in tables.items()}
 
 
 def _summarise_one_by_one(parts: list[tuple[int, Sequence[Any]]]) -> dict[int, Summary]:

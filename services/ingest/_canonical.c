@@ -50,23 +50,23 @@ enum {
     S_TRACE_ID, S_SPAN_ID, S_PARENT_SPAN_ID, S_NAME, S_KIND, S_APP_VERSION, S_PROMPT_NAME,
     S_PROMPT_VERSION, S_MODEL, S_START, S_END, S_TTFT_MS, S_INPUT_TOKENS, S_OUTPUT_TOKENS,
     S_TOTAL_TOKENS, S_CACHED_INPUT_TOKENS, S_COST, S_STATUS, S_ERROR_MESSAGE, S_SESSION_ID, S_USER_ID,
-    S_INPUT, S_OUTPUT, S_ATTRIBUTES_JSON, S_PROMPT_LABEL, N_SLOTS
+    S_INPUT, S_OUTPUT, S_ATTRIBUTES_JSON, S_PROMPT_LABEL, S_INPUT_COST, S_OUTPUT_COST, N_SLOTS
 };
 static const char *const SLOT_NAMES[N_SLOTS] = {
     "trace_id", "span_id", "parent_span_id", "name", "kind", "app_version", "prompt_name",
     "prompt_version", "model", "start_time_unix_nano", "end_time_unix_nano", "ttft_ms", "input_tokens",
     "output_tokens", "total_tokens", "cached_input_tokens", "cost", "status", "error_message",
-    "session_id", "user_id", "input", "output", "attributes_json", "prompt_label"};
+    "session_id", "user_id", "input", "output", "attributes_json", "prompt_label", "input_cost", "output_cost"};
 enum { W_LEN, W_INT64, W_INT32, W_DOUBLE };
 static const int SLOT_WIRE[N_SLOTS] = {
     W_LEN, W_LEN, W_LEN, W_LEN, W_LEN, W_LEN, W_LEN, W_INT32, W_LEN, W_INT64, W_INT64, W_DOUBLE,
     W_INT64, W_INT64, W_INT64, W_INT64, W_DOUBLE, W_INT32, W_LEN, W_LEN, W_LEN, W_LEN, W_LEN, W_LEN,
-    W_LEN};
+    W_LEN, W_DOUBLE, W_DOUBLE};
 /* The mapped field each slot takes its value from (-1: the span itself, status or attributes_json). */
 static const int SLOT_FIELD[N_SLOTS] = {
     -1, -1, -1, -1, F_KIND, F_APP_VERSION, F_PROMPT_NAME, F_PROMPT_VERSION, F_MODEL, -1, -1, F_TTFT_MS,
     F_INPUT_TOKENS, F_OUTPUT_TOKENS, F_TOTAL_TOKENS, F_CACHED_INPUT_TOKENS, F_COST, -1, -1,
-    F_SESSION_ID, F_USER_ID, F_INPUT, F_OUTPUT, -1, F_PROMPT_LABEL};
+    F_SESSION_ID, F_USER_ID, F_INPUT, F_OUTPUT, -1, F_PROMPT_LABEL, F_INPUT_COST, F_OUTPUT_COST};
 
 #define STATUS_CODE_ERROR 2 /* opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR */
 #define SPAN_OK 1
@@ -1350,19 +1350,21 @@ static int prices_of(Request *q, const Typed *model, PyObject **candidates)
     return OK;
 }
 
-/* pricing.ModelPrice.cost, in the same order of operations; volatile keeps each product rounded
- * to a double (no fused multiply-add) as Python's are. */
-static double cost_of(int64_t input, int64_t output, int64_t cached, double in_price, double out_price,
-                      double cached_price)
+/* pricing.ModelPrice.costs, in the same order of operations: (total, input, output) USD into out[3];
+ * volatile keeps each product rounded to a double (no fused multiply-add) as Python's are. */
+static void costs_of(int64_t input, int64_t output, int64_t cached, double in_price, double out_price,
+                     double cached_price, double out[3])
 {
     if (cached > input)
         cached = input;
     volatile double uncached_cost = (double)(input - cached) * in_price;
     volatile double cached_cost = (double)cached * cached_price;
     volatile double output_cost = (double)output * out_price;
-    volatile double sum = uncached_cost + cached_cost;
-    sum = sum + output_cost;
-    return sum / 1000000.0;
+    volatile double inputs = uncached_cost + cached_cost;
+    volatile double sum = inputs + output_cost;
+    out[0] = sum / 1000000.0;
+    out[1] = inputs / 1000000.0;
+    out[2] = output_cost / 1000000.0;
 }
 
 static int price(Request *q, Typed *t, int64_t start)
@@ -1392,12 +1394,18 @@ static int price(Request *q, Typed *t, int64_t start)
         }
         if (valid_from > start)
             continue;
+        double costs[3];
+        costs_of(t[F_INPUT_TOKENS].set ? t[F_INPUT_TOKENS].i : 0, t[F_OUTPUT_TOKENS].set ? t[F_OUTPUT_TOKENS].i : 0,
+                 t[F_CACHED_INPUT_TOKENS].set ? t[F_CACHED_INPUT_TOKENS].i : 0,
+                 PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(c, 1)), PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(c, 2)),
+                 PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(c, 3)), costs);
         t[F_COST].set = 1;
-        t[F_COST].d = cost_of(t[F_INPUT_TOKENS].set ? t[F_INPUT_TOKENS].i : 0,
-                              t[F_OUTPUT_TOKENS].set ? t[F_OUTPUT_TOKENS].i : 0,
-                              t[F_CACHED_INPUT_TOKENS].set ? t[F_CACHED_INPUT_TOKENS].i : 0,
-                              PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(c, 1)), PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(c, 2)),
-                              PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(c, 3)));
+        t[F_COST].d = costs[0];
+        for (int part = 0; part < 2; part++) /* a span's own split stands (price_spans' setdefault) */
+            if (!t[F_INPUT_COST + part].set) {
+                t[F_INPUT_COST + part].set = 1;
+                t[F_INPUT_COST + part].d = costs[1 + part];
+            }
         break;
     }
     Py_DECREF(candidates);

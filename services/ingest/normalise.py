@@ -31,7 +31,7 @@ Found = dict[str, Contribution]
 # (name, value, contributions, JSON member, a numbered message part: (precedence, field, index, role|content, value))
 Attribute = tuple[str, Any, tuple[Contribution, ...], str, tuple[int, str, int, str, Any] | None]
 # Fields the conventions fill only to derive canonical ones; CanonicalSpan has none of them.
-_INTERNAL = frozenset({"completion_start_ns", "input_cost", "output_cost", "is_error", "error_message"})
+_INTERNAL = frozenset({"completion_start_ns", "is_error", "error_message"})
 _UNSHARED = (list, dict)  # values no two spans may share
 _ATTRIBUTES_KEPT = 65_536  # distinct attributes remembered per request; more are decoded each time
 _json = msgspec.json.Encoder()
@@ -317,8 +317,8 @@ def derive(record: dict[str, Any], start: int, end: int) -> dict[str, Any]:
         # A first token outside the span's own interval is a clock or client error: no TTFT then.
         if "ttft_ms" not in record and completion_start is not None and start <= completion_start <= end:
             record["ttft_ms"] = (completion_start - start) / 1e6
-        if "cost" not in record and ("input_cost" in internal or "output_cost" in internal):
-            record["cost"] = internal.get("input_cost", 0.0) + internal.get("output_cost", 0.0)
+    if "cost" not in record and ("input_cost" in record or "output_cost" in record):
+        record["cost"] = record.get("input_cost", 0.0) + record.get("output_cost", 0.0)
     if "total_tokens" not in record and ("input_tokens" in record or "output_tokens" in record):
         record["total_tokens"] = record.get("input_tokens", 0) + record.get("output_tokens", 0)
     if "kind" not in record:

@@ -37,15 +37,19 @@ class ModelPrice:
 
     def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int) -> float:
         """USD for this usage; cached tokens are part of the input, billed at the cached price when one exists."""
+        return self.costs(input_tokens, output_tokens, cached_input_tokens)[0]
+
+    def costs(self, input_tokens: int, output_tokens: int, cached_input_tokens: int) -> tuple[float, float, float]:
+        """(total, input, output) USD for this usage, each rounded as _canonical.c rounds it."""
         cached = min(cached_input_tokens, input_tokens)
         cached_price = (
             self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
         )
-        return (
-            (input_tokens - cached) * self.input_per_million
-            + cached * cached_price
-            + output_tokens * self.output_per_million
-        ) / PER_MILLION
+        uncached_cost = (input_tokens - cached) * self.input_per_million
+        cached_cost = cached * cached_price
+        output_cost = output_tokens * self.output_per_million
+        inputs = uncached_cost + cached_cost
+        return (inputs + output_cost) / PER_MILLION, inputs / PER_MILLION, output_cost / PER_MILLION
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -106,8 +110,9 @@ BUILTIN = load_builtin()
 
 
 def price_spans(spans: Iterable[MutableMapping[str, Any]], tables: Sequence[PriceTable]) -> int:
-    """Set `cost` on spans (canonical fields) that carry none but have a model and token usage; the
-    first table with a price wins (a project's own before the built-in). Returns how many were priced."""
+    """Set `cost`, `input_cost` and `output_cost` on spans (canonical fields) that carry no cost but have
+    a model and token usage; the first table with a price wins (a project's own before the built-in).
+    Returns how many were priced."""
     priced = 0
     for span in spans:
         model = span.get("model")
@@ -119,7 +124,12 @@ def price_spans(spans: Iterable[MutableMapping[str, Any]], tables: Sequence[Pric
         for table in tables:
             price = table.find(model, span.get("start_time_unix_nano") or 0)
             if price is not None:
-                span["cost"] = price.cost(input_tokens or 0, output_tokens or 0, span.get("cached_input_tokens") or 0)
+                total, inputs, outputs = price.costs(
+                    input_tokens or 0, output_tokens or 0, span.get("cached_input_tokens") or 0
+                )
+                span["cost"] = total
+                span.setdefault("input_cost", inputs)
+                span.setdefault("output_cost", outputs)
                 priced += 1
                 break
     return priced

@@ -1,4 +1,4 @@
-"""The C SpanBatch decoder against its protobuf twin: the same COPY bytes, generation records, keys
+"""The C SpanBatch decoder against its protobuf twin: the same COPY bytes, span records, keys
 and skips for any batch, and on truncated or mutated bytes it either agrees or declines."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from services.aggregator import decode
 from services.aggregator.decode import (
     COPY_HEADER,
     COPY_TRAILER,
-    GENERATION_DTYPE,
     RUN_COLUMNS,
+    SPAN_DTYPE,
     DecodedSpans,
     Undecodable,
     decode_spans_reference,
@@ -59,6 +59,7 @@ def spans(draw: st.DrawFn) -> bus_pb2.CanonicalSpan:
         "parent_span_id": draw(st.binary(max_size=8)),
         "name": draw(TEXT),
         "kind": draw(KINDS),
+        "project_name": draw(st.sampled_from(["", "bot-a", "bot-b"])),
         "app_version": draw(st.sampled_from(["a", "b", "ünï"])),
         "prompt_name": draw(st.sampled_from(["", "support"])),
         "prompt_version": draw(st.one_of(st.integers(-2, 3), INT32)),
@@ -77,6 +78,8 @@ def spans(draw: st.DrawFn) -> bus_pb2.CanonicalSpan:
         "total_tokens": draw(_optional(INT64)),
         "cached_input_tokens": draw(_optional(INT64)),
         "cost": draw(_optional(st.floats(allow_nan=True))),
+        "input_cost": draw(_optional(st.floats(allow_nan=True))),
+        "output_cost": draw(_optional(st.floats(allow_nan=True))),
     }
     return bus_pb2.CanonicalSpan(**{k: v for k, v in fields.items() if v is not None})
 
@@ -100,9 +103,9 @@ def _fast(data: bytes) -> DecodedSpans | None:
     )
     if raw is None:
         return None
-    count, rows, generations, keys, traces, row_projects, projects, days, skipped = raw
+    count, rows, records, keys, traces, row_projects, projects, days, skipped = raw
     reasons = [decode._skipped(name, code) for name, code in skipped]
-    return DecodedSpans(count, rows, generations, keys, traces, row_projects, projects, days, reasons)
+    return DecodedSpans(count, rows, records, keys, traces, row_projects, projects, days, reasons)
 
 
 def _outcome(decoder, data: bytes) -> object:  # type: ignore[no-untyped-def]
@@ -147,24 +150,27 @@ def test_truncated_or_mutated_bytes_are_decoded_alike_or_declined(data: bytes, s
             assert fast == reference
 
 
-def test_copy_tuples_frame_every_column_and_records_hold_the_generations() -> None:
+def test_copy_tuples_frame_every_column_and_records_mark_the_generations() -> None:
     spans_ = [
         bus_pb2.CanonicalSpan(
             trace_id=bytes(16),
             span_id=bytes([i]) * 8,
             kind="llm",
             model="gpt-4o",
+            project_name="bot",
             app_version="a",
+            parent_span_id=bytes([9]) * 8,
             start_time_unix_nano=NOW_NS + i,
             end_time_unix_nano=NOW_NS + i + 2_000_000,
             input_tokens=i,
             status=2 if i == 1 else 1,
         )
         for i in range(3)
-    ] + [bus_pb2.CanonicalSpan(trace_id=bytes(16), span_id=bytes(8), kind="tool", name="search")]
+    ] + [bus_pb2.CanonicalSpan(trace_id=bytes(16), span_id=bytes(8), kind="tool", name="search", input_cost=0.25)]
     data = bus_pb2.SpanBatch(schema_version=1, project_id=str(PROJECT), spans=spans_, received_unix_nano=NOW_NS)
     decoded = decode.decode_spans(data.SerializeToString())
-    assert decoded.count == 4 and decoded.projects == [PROJECT] and decoded.keys == [(PROJECT, "a", "", 0, "gpt-4o")]
+    assert decoded.count == 4 and decoded.projects == [PROJECT]
+    assert decoded.keys == [(PROJECT, "bot", "a", "", 0, "gpt-4o"), (PROJECT, "", "", "", 0, "")]
     payload = COPY_HEADER + decoded.rows + COPY_TRAILER
     at, tuples = len(COPY_HEADER), 0
     while True:
@@ -178,10 +184,15 @@ def test_copy_tuples_frame_every_column_and_records_hold_the_generations() -> No
             at += 4 + max(size, 0)
         tuples += 1
     assert tuples == 4 and at == len(payload)
-    records = np.frombuffer(decoded.generations, dtype=GENERATION_DTYPE)
-    assert records["input_tokens"].tolist() == [0, 1, 2]
-    assert records["latency_ms"].tolist() == [2.0, 2.0, 2.0]
-    assert (records["flags"] & decode.IS_ERROR != 0).tolist() == [False, True, False]
+    records = np.frombuffer(decoded.spans, dtype=SPAN_DTYPE)
+    assert records["input_tokens"].tolist() == [0, 1, 2, 0]
+    assert records["latency_ms"].tolist() == [2.0, 2.0, 2.0, 0.0]
+    assert records["key"].tolist() == [0, 0, 0, 1]
+    assert (records["flags"] & decode.IS_ERROR != 0).tolist() == [False, True, False, False]
+    assert (records["flags"] & decode.IS_GENERATION != 0).tolist() == [True, True, True, False]
+    assert (records["flags"] & decode.IS_ROOT != 0).tolist() == [False, False, False, True]
+    assert (records["flags"] & decode.HAS_INPUT_COST != 0).tolist() == [False, False, False, True]
+    assert records["input_cost"].tolist() == [0.0, 0.0, 0.0, 0.25]
 
 
 def test_a_span_postgres_would_refuse_is_skipped_not_stored() -> None:

@@ -12,7 +12,17 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.aggregator.decode import GENERATION_DTYPE, HAS_COST, HAS_INPUT, HAS_OUTPUT, HAS_TTFT, IS_ERROR
+from services.aggregator.decode import (
+    HAS_COST,
+    HAS_INPUT,
+    HAS_INPUT_COST,
+    HAS_OUTPUT,
+    HAS_OUTPUT_COST,
+    HAS_TTFT,
+    IS_ERROR,
+    IS_GENERATION,
+    SPAN_DTYPE,
+)
 from services.aggregator.rollup import (
     COST,
     LATENCY,
@@ -29,7 +39,13 @@ from services.aggregator.rollup import (
 from services.aggregator.sketches import Sketch, encode, sketches_of_groups
 
 PROJECTS = (uuid.UUID(int=1), uuid.UUID(int=2))
-KEYS = [(p, RollupKey(app, "reply", v, "gpt-4o")) for p in PROJECTS for app in ("a", "b") for v in (1, 2)]
+KEYS = [
+    (p, RollupKey(name, app, "reply", v, "gpt-4o"))
+    for p in PROJECTS
+    for name in ("bot-a", "bot-b")
+    for app in ("a", "b")
+    for v in (1, 2)
+]
 MINUTE_NS = 60_000_000_000
 
 finite = st.floats(min_value=-1e6, max_value=1e9, allow_nan=False)
@@ -43,23 +59,33 @@ generation = st.tuples(
     st.one_of(st.none(), st.integers(0, 10**6)),
     value,
     st.booleans(),
+    st.booleans(),  # a generation (else another span of the trace, which rolls up nothing)
+    st.one_of(st.none(), st.floats(min_value=0, max_value=100)),
 )
 
 
 def _records(rows: list[tuple]) -> tuple[np.ndarray, list[Generation]]:
-    records = np.zeros(len(rows), dtype=GENERATION_DTYPE)
+    records = np.zeros(len(rows), dtype=SPAN_DTYPE)
     gens = []
-    for i, (key, start, latency, ttft, inputs, outputs, cost, error) in enumerate(rows):
+    for i, (key, start, latency, ttft, inputs, outputs, cost, error, generation, part) in enumerate(rows):
         flags = (
             (HAS_TTFT if ttft is not None else 0)
             | (HAS_INPUT if inputs is not None else 0)
             | (HAS_OUTPUT if outputs is not None else 0)
             | (HAS_COST if cost is not None else 0)
             | (IS_ERROR if error else 0)
+            | (IS_GENERATION if generation else 0)
+            | (HAS_INPUT_COST | HAS_OUTPUT_COST if part is not None else 0)
         )
-        records[i] = (key, flags, start, latency, ttft or 0.0, inputs or 0, outputs or 0, cost or 0.0)
+        end = start + int(latency * 1e6)
+        records[i] = (key, flags, start, end, latency, ttft or 0.0, inputs or 0, outputs or 0, cost or 0.0) + (
+            part or 0.0,
+            (part or 0.0) / 2,
+        )
         project, rollup_key = KEYS[key]
-        gens.append(Generation(project, start, rollup_key, latency, ttft, inputs, outputs, cost, error))
+        half = None if part is None else part / 2
+        if generation:
+            gens.append(Generation(project, start, rollup_key, latency, ttft, inputs, outputs, cost, error, part, half))
     return records, gens
 
 
@@ -83,9 +109,7 @@ def test_cells_of_generation_records_are_the_cells_of_the_generations(rows: list
             want.output_tokens,
         )
         assert (got.first_ns, got.last_ns) == (want.first_ns, want.last_ns)
-        assert math.isclose(got.cost, want.cost, rel_tol=1e-9, abs_tol=1e-6) or (
-            math.isnan(got.cost) and math.isnan(want.cost)
-        )
+        assert (got.cost, got.input_cost, got.output_cost) == (want.cost, want.input_cost, want.output_cost)
         assert got.sketches.keys() == want.sketches.keys()
         assert all(_same_sketch(got.sketches[n], want.sketches[n]) for n in want.sketches)
 
@@ -110,8 +134,12 @@ def _cell(rng: np.random.Generator, n: int) -> Cell:
     signed = latency * rng.choice([1, -1, 0], n)
     sketches = {LATENCY: Sketch.of(latency), TTFT: Sketch.of(signed[: n // 2]), COST: Sketch.of(latency[:0])}
     if n % 3 == 0:
-        sketches["score:helpfulness"] = Sketch.of(rng.integers(1, 6, n).astype(float))
-    return Cell(n, 1, 10, 20, 0.5, 1, 2, sketches, {"helpfulness": 1} if n % 4 == 0 else {})
+        sketches["score:helpfulness"] = Sketch.of(rng.integers(1, 6, n).astype(float), exact=True)
+    if n % 5 == 0:  # past EXACT_LIMIT distinct values: kept as a sketch only
+        sketches["score:similarity"] = Sketch.of(rng.random(n), exact=True)
+    categories = {"tone": {"polite": n, "rude": 1}} if n % 2 == 0 else {}
+    errors = {"helpfulness": 1} if n % 4 == 0 else {}
+    return Cell(n, 1, 10, 20, 5, 2, 3, 1, 2, sketches, errors, categories)
 
 
 @settings(max_examples=60)
@@ -122,8 +150,8 @@ def test_merging_cells_into_stored_blobs_gives_the_bytes_of_one_merge_at_a_time(
     new = [_cell(rng, int(rng.integers(0, 300))) for _ in range(rows)]
     expected = []
     for blob, cell in zip(stored, new, strict=True):
-        sketches, errors = sketches_from_blob(blob)
-        merged = Cell(sketches=sketches, score_errors=errors)
+        sketches, errors, categories = sketches_from_blob(blob)
+        merged = Cell(sketches=sketches, score_errors=errors, categories=categories)
         merged.absorb(cell)
         expected.append(to_blob(merged))
     assert absorb_into_blobs(stored, new) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.aggregator.block_cache import Lru
 from services.aggregator.rollup import RollupKey
 
-KEY = RollupKey("v1", "support-reply", 2, "gpt-4o")
+KEY = RollupKey("bot", "v1", "support-reply", 2, "gpt-4o")
 
 
 def test_a_changed_row_revision_misses_and_the_least_recently_used_entry_goes_first() -> None:

@@ -16,19 +16,32 @@ from services.aggregator.sketches import Sketch, merge
 from services.aggregator.version_merge import QUANTILES, decode_row, merge_groups, stored_row
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
-# a row: a few metrics, each a list of values (an empty list: the metric is absent from that row)
-row_values = st.dictionaries(
-    st.sampled_from(["latency_ms", "cost", "score:helpfulness"]), st.lists(finite, max_size=30)
+# a row: a few metrics, each a list of values (an empty list: the metric is absent from that row);
+# scores keep their exact values while few: ratings mostly, a continuous score past EXACT_LIMIT at times
+row_values = st.fixed_dictionaries(
+    {},
+    optional={
+        "latency_ms": st.lists(finite, max_size=30),
+        "cost": st.lists(finite, max_size=30),
+        "score:helpfulness": st.lists(st.sampled_from([1.0, 2.0, 3.0, 4.0, 5.0]), max_size=30),
+        "score:similarity": st.lists(finite, max_size=80),
+    },
 )
 
 
+def _sketch(name: str, values: list[float]) -> Sketch:
+    return Sketch.of(values, exact=name.startswith("score:"))
+
+
 def _blob(metrics: dict[str, list[float]], errors: dict[str, int] | None = None) -> bytes:
-    return to_blob(Cell(sketches={n: Sketch.of(v) for n, v in metrics.items()}, score_errors=errors or {}))
+    categories = {"tone": {"polite": 2, "curt": 1}} if "cost" in metrics else {}
+    sketches = {n: _sketch(n, v) for n, v in metrics.items()}
+    return to_blob(Cell(sketches=sketches, score_errors=errors or {}, categories=categories))
 
 
 def _expected(rows: list[dict[str, list[float]]]) -> dict[str, Sketch]:
     names = {n for r in rows for n in r}
-    merged = {n: merge([Sketch.of(r[n]) for r in rows if n in r]) for n in names}
+    merged = {n: merge([_sketch(n, r[n]) for r in rows if n in r]) for n in names}
     return {n: s for n, s in merged.items() if s.count}
 
 
@@ -77,7 +90,7 @@ def test_lognormal_latency_quantiles_of_a_month_of_rows_are_within_one_percent_o
 
 
 def test_a_stored_row_is_found_only_at_its_revision_and_old_rows_leave_past_the_byte_budget() -> None:
-    key = RollupKey("v1", "support-reply", 2, "gpt-4o")
+    key = RollupKey("bot", "v1", "support-reply", 2, "gpt-4o")
     row = stored_row(_blob({"latency_ms": [1.0, 2.0]}))
     cache = StoredRows(budget_bytes=row.nbytes * 2)
     cache.put(("p", 60, 0, key), 10, row)
@@ -132,7 +145,8 @@ def test_summarising_blobs_in_c_answers_what_decoding_and_merging_them_answers(
     [
         _blob({"latency_ms": [1.0, 2.0]})[:-1],  # cut short
         _blob({"latency_ms": [1.0, 2.0]}) + b"\x00",  # bytes after the row
-        b"\x81\xa1x\x80",  # a field that is not "s" or "e"
+        b"\x81\xa1x\x80",  # a field that is not "s", "e" or "c"
+        b"\x81\xa1c\x81\xa1t\xc1",  # categorical counts that are not msgpack
         b"\x81\xa1s\x81\xa1m\x93\x01\x02\x03",  # a sketch of three fields
         b"\x81\xa1s\x81\xa1m\x97\x01\xcb" + b"\x7f\xf0" + b"\x00" * 6 + b"\x01\x01\x00\x90\x90",  # an infinite total
         b"\x81\xa1s\x81\xa1m\x97\x01\x01\x01\x01\x00\x94\x00\x09\x00\xc4\x01\x01\x90",  # no such count type
@@ -165,3 +179,15 @@ def test_a_blob_spelled_out_in_bytes_is_read_by_both_paths() -> None:
         summary = merged.summaries[0]["latency_ms"]
         assert (summary.count, summary.total, summary.low, summary.high) == (2, 3.0, 1.0, 2.0)
         assert [summary.quantiles[q] for q in QUANTILES] == expected
+
+
+def test_a_ratings_median_is_exact_on_both_paths_and_a_sketch_once_values_are_many() -> None:
+    ratings = [_blob({"score:helpfulness": [4.0, 4.0, 5.0]}), _blob({"score:helpfulness": [1.0, 4.0]})]
+    many = _blob({"score:helpfulness": [0.5 + v for v in range(100)]})
+    for summarise in (version_merge.summarise_blobs, lambda g: merge_groups([[decode_row(b) for b in r] for r in g])):
+        exact, sketched = summarise([ratings, [*ratings, many]]).summaries
+        assert exact["score:helpfulness"].quantiles[0.5] == 4.0  # the bin of 4 would say 3.98…
+        values = sorted([4.0, 4.0, 5.0, 1.0, 4.0] + [0.5 + v for v in range(100)])
+        truth = values[(len(values) - 1) // 2]
+        median = sketched["score:helpfulness"].quantiles[0.5]  # a sketch's, within its accuracy
+        assert median != truth and abs(median - truth) <= 0.01 * truth

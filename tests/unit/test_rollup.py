@@ -24,7 +24,7 @@ from services.aggregator.rollup import (
 from services.aggregator.scores import TraceSpan, settle
 
 PROJECT = uuid.UUID(int=1)
-KEY = RollupKey("v1", "support-reply", 2, "gpt-4o")
+KEY = RollupKey("bot", "v1", "support-reply", 2, "gpt-4o")
 
 
 def _gen(minute: int, latency: float, key: RollupKey = KEY) -> Generation:
@@ -75,14 +75,34 @@ def test_scores_count_by_name_and_errors_are_counted_not_valued() -> None:
         AppliedScore(PROJECT, 0, KEY, "helpfulness", 4.0, False, True),
         AppliedScore(PROJECT, 0, KEY, "helpfulness", 2.0, False, True),
         AppliedScore(PROJECT, 0, KEY, "helpfulness", 0.0, True, True),
-        AppliedScore(PROJECT, 0, KEY, "tone", 0.0, False, False),
+        AppliedScore(PROJECT, 0, KEY, "tone", 0.0, False, False, "polite"),
+        AppliedScore(PROJECT, 0, KEY, "tone", 0.0, False, False, "polite"),
+        AppliedScore(PROJECT, 0, KEY, "tone", 0.0, False, False, "curt"),
     ]
     cell = minute_cells([], scores)[(PROJECT, 1, 0, KEY)]
-    sketches, errors = sketches_from_blob(to_blob(cell))
+    sketches, errors, categories = sketches_from_blob(to_blob(cell))
     assert sketches["score:helpfulness"].count == 2
     assert errors == {"helpfulness": 1}
     assert "score:tone" not in sketches
+    assert categories == {"tone": {"polite": 2, "curt": 1}}
     assert cell.generations == 0
+
+
+def test_a_score_of_few_distinct_values_answers_exact_quantiles_through_merges() -> None:
+    thumbs = [minute_cells([], [AppliedScore(PROJECT, 0, KEY, "thumbs", v, False, True)]) for v in (1, 1, 1, 0, 1)]
+    merged = Cell()
+    for cells in thumbs:
+        merged.absorb(cells[(PROJECT, 1, 0, KEY)])
+    sketch = sketches_from_blob(to_blob(merged))[0]["score:thumbs"]
+    assert sketch.quantiles([0.5, 0.05, 0.95]) == [1.0, 0.0, 1.0]  # a bin would say 0.995
+    rating = sketches_from_blob(
+        to_blob(
+            minute_cells(
+                [], [AppliedScore(PROJECT, 0, KEY, "rating", float(v), False, True) for v in (1, 2, 2, 3, 4, 5, 5)]
+            )[(PROJECT, 1, 0, KEY)]
+        )
+    )[0]["score:rating"]
+    assert rating.quantiles([0.5]) == [3.0]
 
 
 def _span(span_id: bytes, start: int, generation: bool, parent: bytes = b"\x01" * 8) -> TraceSpan:

@@ -131,6 +131,8 @@ class CanonicalSpan(_message.Message):
     ATTRIBUTES_JSON_FIELD_NUMBER: _builtins.int
     PROMPT_LABEL_FIELD_NUMBER: _builtins.int
     METADATA_JSON_FIELD_NUMBER: _builtins.int
+    INPUT_COST_FIELD_NUMBER: _builtins.int
+    OUTPUT_COST_FIELD_NUMBER: _builtins.int
     project_id: _builtins.str
     trace_id: _builtins.bytes
     """16 bytes"""
@@ -175,6 +177,10 @@ class CanonicalSpan(_message.Message):
     prompt_label: _builtins.str
     metadata_json: _builtins.str
     """resource metadata, JSON object"""
+    input_cost: _builtins.float
+    """USD of the input tokens (cached ones included), when known"""
+    output_cost: _builtins.float
+    """USD of the output tokens, when known"""
     def __init__(
         self,
         *,
@@ -208,17 +214,23 @@ class CanonicalSpan(_message.Message):
         attributes_json: _builtins.str = ...,
         prompt_label: _builtins.str = ...,
         metadata_json: _builtins.str = ...,
+        input_cost: _builtins.float | None = ...,
+        output_cost: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cached_input_tokens", b"_cached_input_tokens", "_cost", b"_cost", "_input_tokens", b"_input_tokens", "_output_tokens", b"_output_tokens", "_total_tokens", b"_total_tokens", "_ttft_ms", b"_ttft_ms", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "total_tokens", b"total_tokens", "ttft_ms", b"ttft_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cached_input_tokens", b"_cached_input_tokens", "_cost", b"_cost", "_input_cost", b"_input_cost", "_input_tokens", b"_input_tokens", "_output_cost", b"_output_cost", "_output_tokens", b"_output_tokens", "_total_tokens", b"_total_tokens", "_ttft_ms", b"_ttft_ms", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "input_cost", b"input_cost", "input_tokens", b"input_tokens", "output_cost", b"output_cost", "output_tokens", b"output_tokens", "total_tokens", b"total_tokens", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cached_input_tokens", b"_cached_input_tokens", "_cost", b"_cost", "_input_tokens", b"_input_tokens", "_output_tokens", b"_output_tokens", "_total_tokens", b"_total_tokens", "_ttft_ms", b"_ttft_ms", "app_version", b"app_version", "attributes_json", b"attributes_json", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "end_time_unix_nano", b"end_time_unix_nano", "error_message", b"error_message", "eval_tags_json", b"eval_tags_json", "input", b"input", "input_tokens", b"input_tokens", "kind", b"kind", "metadata_json", b"metadata_json", "model", b"model", "name", b"name", "output", b"output", "output_tokens", b"output_tokens", "parent_span_id", b"parent_span_id", "project_id", b"project_id", "project_name", b"project_name", "project_type", b"project_type", "prompt_label", b"prompt_label", "prompt_name", b"prompt_name", "prompt_version", b"prompt_version", "session_id", b"session_id", "span_id", b"span_id", "start_time_unix_nano", b"start_time_unix_nano", "status", b"status", "total_tokens", b"total_tokens", "trace_id", b"trace_id", "ttft_ms", b"ttft_ms", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cached_input_tokens", b"_cached_input_tokens", "_cost", b"_cost", "_input_cost", b"_input_cost", "_input_tokens", b"_input_tokens", "_output_cost", b"_output_cost", "_output_tokens", b"_output_tokens", "_total_tokens", b"_total_tokens", "_ttft_ms", b"_ttft_ms", "app_version", b"app_version", "attributes_json", b"attributes_json", "cached_input_tokens", b"cached_input_tokens", "cost", b"cost", "end_time_unix_nano", b"end_time_unix_nano", "error_message", b"error_message", "eval_tags_json", b"eval_tags_json", "input", b"input", "input_cost", b"input_cost", "input_tokens", b"input_tokens", "kind", b"kind", "metadata_json", b"metadata_json", "model", b"model", "name", b"name", "output", b"output", "output_cost", b"output_cost", "output_tokens", b"output_tokens", "parent_span_id", b"parent_span_id", "project_id", b"project_id", "project_name", b"project_name", "project_type", b"project_type", "prompt_label", b"prompt_label", "prompt_name", b"prompt_name", "prompt_version", b"prompt_version", "session_id", b"session_id", "span_id", b"span_id", "start_time_unix_nano", b"start_time_unix_nano", "status", b"status", "total_tokens", b"total_tokens", "trace_id", b"trace_id", "ttft_ms", b"ttft_ms", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cached_input_tokens: _TypeAlias = _typing.Literal["cached_input_tokens"]  # noqa: Y015
     _WhichOneofArgType__cached_input_tokens: _TypeAlias = _typing.Literal["_cached_input_tokens", b"_cached_input_tokens"]  # noqa: Y015
     _WhichOneofReturnType__cost: _TypeAlias = _typing.Literal["cost"]  # noqa: Y015
     _WhichOneofArgType__cost: _TypeAlias = _typing.Literal["_cost", b"_cost"]  # noqa: Y015
+    _WhichOneofReturnType__input_cost: _TypeAlias = _typing.Literal["input_cost"]  # noqa: Y015
+    _WhichOneofArgType__input_cost: _TypeAlias = _typing.Literal["_input_cost", b"_input_cost"]  # noqa: Y015
     _WhichOneofReturnType__input_tokens: _TypeAlias = _typing.Literal["input_tokens"]  # noqa: Y015
     _WhichOneofArgType__input_tokens: _TypeAlias = _typing.Literal["_input_tokens", b"_input_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__output_cost: _TypeAlias = _typing.Literal["output_cost"]  # noqa: Y015
+    _WhichOneofArgType__output_cost: _TypeAlias = _typing.Literal["_output_cost", b"_output_cost"]  # noqa: Y015
     _WhichOneofReturnType__output_tokens: _TypeAlias = _typing.Literal["output_tokens"]  # noqa: Y015
     _WhichOneofArgType__output_tokens: _TypeAlias = _typing.Literal["_output_tokens", b"_output_tokens"]  # noqa: Y015
     _WhichOneofReturnType__total_tokens: _TypeAlias = _typing.Literal["total_tokens"]  # noqa: Y015
@@ -230,7 +242,11 @@ class CanonicalSpan(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__cost) -> _WhichOneofReturnType__cost | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__input_cost) -> _WhichOneofReturnType__input_cost | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__input_tokens) -> _WhichOneofReturnType__input_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__output_cost) -> _WhichOneofReturnType__output_cost | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__output_tokens) -> _WhichOneofReturnType__output_tokens | None: ...
     @_typing.overload
