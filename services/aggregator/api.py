@@ -1,4 +1,5 @@
-"""The query API: metrics by prompt version and app version, runs, traces and waiting scores."""
+"""The query API: metrics and time series by prompt version and app version, runs, traces and waiting
+scores. Bodies are built as plain data and sent encoded once; `bodies` declares their types."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from litestar import Controller, get
+from litestar import Controller, Response, get
 from litestar.params import Parameter
 
-from services.aggregator import query, traces
+from services.aggregator import bodies, query, timeseries, traces
+from services.aggregator.bodies import json_response
 from services.aggregator.query import Filters
 from services.aggregator.traces import RunFilters
 
@@ -18,6 +20,14 @@ From = Annotated[datetime | None, Parameter(query="from", description="ISO 8601,
 To = Annotated[datetime | None, Parameter(query="to", description="ISO 8601, exclusive (to the minute)")]
 Model = Annotated[str | None, Parameter(description="only generations of this model")]
 Label = Annotated[str | None, Parameter(description="only prompt versions that hold this label now")]
+ProjectName = Annotated[
+    str | None, Parameter(description="only this app's versions (the resource's project_name, or service name)")
+]
+Interval = Annotated[
+    bodies.Interval | None,
+    Parameter(description="minute, 5m, 15m, hour, 6h or day; the finest giving at most 300 points when absent"),
+]
+Metrics = Annotated[str | None, Parameter(description="comma list of ROW field names each point holds (default all)")]
 
 
 class MetricsController(Controller):
@@ -27,16 +37,58 @@ class MetricsController(Controller):
     @get("/prompts/{name:str}/metrics")
     async def prompt_metrics(
         self, pool: asyncpg.Pool, project_id: uuid.UUID, name: str, start: From, end: To, model: Model, label: Label
-    ) -> dict[str, Any]:
-        """Metrics of each version of the prompt: counts, totals, medians and percentiles, scores."""
-        return await query.prompt_metrics(pool, project_id, name, Filters(start, end, model, label))
+    ) -> Response[bodies.PromptMetrics]:
+        """Metrics of each version of the prompt: counts, totals, medians and percentiles, scores, label moves."""
+        return json_response(await query.prompt_metrics(pool, project_id, name, Filters(start, end, model, label)))
 
     @get("/versions/metrics")
     async def version_metrics(
-        self, pool: asyncpg.Pool, project_id: uuid.UUID, start: From, end: To, model: Model, label: Label
-    ) -> dict[str, Any]:
-        """The same metrics by app version (the resource's project_version_name)."""
-        return await query.version_metrics(pool, project_id, Filters(start, end, model, label))
+        self,
+        pool: asyncpg.Pool,
+        project_id: uuid.UUID,
+        start: From,
+        end: To,
+        model: Model,
+        label: Label,
+        project_name: ProjectName = None,
+    ) -> Response[bodies.VersionMetrics]:
+        """The same metrics by app version (the resource's project_name and project_version_name)."""
+        filters = Filters(start, end, model, label, project_name)
+        return json_response(await query.version_metrics(pool, project_id, filters))
+
+    @get("/prompts/{name:str}/timeseries")
+    async def prompt_timeseries(
+        self,
+        pool: asyncpg.Pool,
+        project_id: uuid.UUID,
+        name: str,
+        start: From,
+        end: To,
+        model: Model,
+        label: Label,
+        interval: Interval = None,
+        metrics: Metrics = None,
+    ) -> Response[bodies.PromptSeries]:
+        """Each version's metrics per interval, and the label moves in the range as markers."""
+        filters = Filters(start, end, model, label)
+        return json_response(await timeseries.prompt_series(pool, project_id, name, filters, interval, metrics))
+
+    @get("/versions/timeseries")
+    async def version_timeseries(
+        self,
+        pool: asyncpg.Pool,
+        project_id: uuid.UUID,
+        start: From,
+        end: To,
+        model: Model,
+        label: Label,
+        project_name: ProjectName = None,
+        interval: Interval = None,
+        metrics: Metrics = None,
+    ) -> Response[bodies.VersionSeries]:
+        """Each app version's metrics per interval, and each app version's first run as a marker."""
+        filters = Filters(start, end, model, label, project_name)
+        return json_response(await timeseries.version_series(pool, project_id, filters, interval, metrics))
 
 
 class RunController(Controller):

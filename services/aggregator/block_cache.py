@@ -28,9 +28,10 @@ V = TypeVar("V")
 # 64 MB hold ~25,000 rows, those of many 30-day queries of 100 versions (~1,600 rows each, mostly shared).
 ROW_ENTRIES = 10_000
 SKETCH_BYTES = 64 * 1024**2
-# (project as an int, (width in minutes, bucket, app version, prompt name, prompt version, model)): a rollup
-# row's identity, in the columns' order (a slice of the row read); an int hashes in C, a UUID does not
-RowIdentity = tuple[int, tuple[int, int, str, str, int, str]]
+# (project as an int, (width in minutes, bucket, project name, app version, prompt name, prompt version,
+# model)): a rollup row's identity, in the columns' order (a slice of the row read); an int hashes in C,
+# a UUID does not
+RowIdentity = tuple[int, tuple[int, int, str, str, str, int, str]]
 # Blocks remembered as read (~200 bytes each): those of hundreds of queries' covers.
 BLOCKS_READ = 20_000
 

@@ -341,9 +341,7 @@ def copy_tuple(span: bus_pb2.CanonicalSpan, project: uuid.UUID, start: int, end:
     )
 
 
-def _span_record(
-    span: bus_pb2.CanonicalSpan, key: int, start: int, end: int, generation: bool
-) -> tuple[object, ...]:
+def _span_record(span: bus_pb2.CanonicalSpan, key: int, start: int, end: int, generation: bool) -> tuple[object, ...]:
     has = span.HasField
     flags = (
         (HAS_TTFT if has("ttft_ms") else 0)

@@ -13,12 +13,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import NamedTuple
 
 import msgspec
 import numpy as np
-
-from decimal import Decimal
 
 from services.aggregator.decode import (
     HAS_COST,
@@ -287,9 +286,7 @@ def generation_cells(records: np.ndarray, keys: Sequence[tuple[uuid.UUID, Rollup
     for i, (count, errors, inputs, outputs, cost, input_cost, output_cost, first, last) in enumerate(columns):
         project, rollup_key = keys[int(key[starts[i]])]
         cell_sketches = {name: per_group[i] for name, per_group in sketches.items()}
-        cell = Cell(
-            count, errors, int(inputs), int(outputs), cost, input_cost, output_cost, first, last, cell_sketches
-        )
+        cell = Cell(count, errors, int(inputs), int(outputs), cost, input_cost, output_cost, first, last, cell_sketches)
         cells[(project, 1, int(minutes[starts[i]]), rollup_key)] = cell
     return cells
 

@@ -24,27 +24,30 @@ from services.aggregator.version_merge import StoredRow, stored_row
 
 # Every covered row's counters and revision; its sketches where its block is flagged (not read before).
 _ROWS_QUERY = """
-SELECT r.width_minutes, r.bucket, r.app_version, r.prompt_name, r.prompt_version, r.model,
+SELECT r.width_minutes, r.bucket, r.project_name, r.app_version, r.prompt_name, r.prompt_version, r.model,
        r.xmin::text::bigint AS revision,
-       generation_count, error_count, input_tokens, output_tokens, cost, first_ns, last_ns,
+       generation_count, error_count, input_tokens, output_tokens, cost, input_cost, output_cost, first_ns, last_ns,
        CASE WHEN b.unread THEN r.sketches END AS sketches
 FROM rollups r
 JOIN unnest($2::int[], $3::bigint[], $6::bool[]) AS b(w, k, unread) ON r.width_minutes = b.w AND r.bucket = b.k
 WHERE r.project_id = $1 AND ($4::text IS NULL OR r.prompt_name = $4) AND ($5::text IS NULL OR r.model = $5)
+  AND ($7::text IS NULL OR r.project_name = $7) AND ($8::text IS NULL OR r.app_version = $8)
 """
 _SKETCH_QUERY = """
-SELECT r.width_minutes, r.bucket, r.app_version, r.prompt_name, r.prompt_version, r.model,
+SELECT r.width_minutes, r.bucket, r.project_name, r.app_version, r.prompt_name, r.prompt_version, r.model,
        r.xmin::text::bigint AS revision, r.sketches
 FROM rollups r
-JOIN unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[]) AS u(w, k, a, n, v, m)
-  ON (r.width_minutes, r.bucket, r.app_version, r.prompt_name, r.prompt_version, r.model)
-   = (u.w, u.k, u.a, u.n, u.v, u.m)
+JOIN unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[])
+  AS u(w, k, p, a, n, v, m)
+  ON (r.width_minutes, r.bucket, r.project_name, r.app_version, r.prompt_name, r.prompt_version, r.model)
+   = (u.w, u.k, u.p, u.a, u.n, u.v, u.m)
 WHERE r.project_id = $1
 """
-# Positions in a row of _ROWS_QUERY: its identity is the first six columns.
-_REVISION, _SKETCHES = 6, 14
-COUNTERS = slice(7, 14)  # generation_count, error_count, input_tokens, output_tokens, cost, first_ns, last_ns
-_GROUP_COLUMN = {"app_version": 2, "prompt_version": 4}
+# Positions in a row of _ROWS_QUERY: its identity is the first seven columns.
+_IDENTITY = 7
+_REVISION, _SKETCHES = 7, 17
+# generation_count, error_count, input_tokens, output_tokens, cost, input_cost, output_cost, first_ns, last_ns
+COUNTERS = slice(8, 17)
 # (prompt name, prompt version) -> whether a row counts toward the query; None: every row does.
 Keep = Callable[[str, int], bool] | None
 
@@ -54,10 +57,13 @@ class Scope(NamedTuple):
     A NamedTuple: it is part of every cached ROW's key, and a tuple hashes in C."""
 
     project: uuid.UUID
-    by: str
+    by: str  # "app_version" (grouped by (project name, app version)) or "prompt_version"
     prompt_name: str | None
     model: str | None
     label: str | None
+    project_name: str | None = None
+    app_version: str | None = None
+    per_block: bool = False  # group by (version, bucket): a time series' points
 
 
 @dataclass
@@ -114,8 +120,10 @@ async def _read(
         scope.prompt_name,
         scope.model,
         unread,
+        scope.project_name,
+        scope.app_version,
     )
-    versions = _versions(scope.project.int, rows, _GROUP_COLUMN[scope.by], keep)
+    versions = _versions(scope.project.int, rows, scope.by, keep, scope.per_block)
     held: dict[Hashable, list[StoredRow | bytes | None]] = {}
     missing: list[tuple[RowIdentity, int]] = []
     for g, v in versions.items():
@@ -129,16 +137,21 @@ async def _read(
     return Read(versions, {g: _blobs(cache, versions[g], rows_held, fetched) for g, rows_held in held.items()})
 
 
-def _versions(project: int, rows: list[asyncpg.Record], column: int, keep: Keep) -> dict[Hashable, Version]:
+def _versions(
+    project: int, rows: list[asyncpg.Record], by: str, keep: Keep, per_block: bool
+) -> dict[Hashable, Version]:
     versions: dict[Hashable, Version] = {}
+    by_app = by == "app_version"
     for r in rows:
-        if keep is None or keep(r[3], r[4]):
-            g = r[column]
+        if keep is None or keep(r[4], r[5]):
+            g = (r[2], r[3]) if by_app else r[5]
+            if per_block:
+                g = (g, r[1])
             v = versions.get(g)
             if v is None:
                 v = versions[g] = Version()
             v.rows.append(r)
-            v.ids.append((project, r[:6]))
+            v.ids.append((project, r[:_IDENTITY]))
             v.revisions.append(r[_REVISION])
     for v in versions.values():
         v.fingerprint = frozenset(zip(v.ids, v.revisions, strict=True))
@@ -165,7 +178,7 @@ async def _sketches_of(conn: Conn, project: uuid.UUID, ids: list[RowIdentity]) -
         return {}
     columns = [list(column) for column in zip(*(row_id for _, row_id in ids), strict=True)]
     rows = await conn.fetch(_SKETCH_QUERY, project, *columns)
-    return {(project.int, r[:6]): (r[_REVISION], r["sketches"]) for r in rows}
+    return {(project.int, r[:_IDENTITY]): (r[_REVISION], r["sketches"]) for r in rows}
 
 
 def _blobs(

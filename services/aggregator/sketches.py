@@ -18,6 +18,7 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from ddsketch.mapping import LogarithmicMapping
@@ -305,7 +306,7 @@ def decode_exact(raw: Sequence[object]) -> Exact | None:
     """An encoded sketch's exact table (its eighth item), or None when it keeps none."""
     if len(raw) < 8 or not raw[7]:
         return None
-    values, counts = raw[7]  # type: ignore[misc]
+    values, counts = cast(tuple[bytes, bytes], raw[7])
     return np.frombuffer(values, dtype="<f8"), np.frombuffer(counts, dtype="<i8").astype(np.int64)
 
 

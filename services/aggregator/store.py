@@ -32,8 +32,8 @@ from services.aggregator.decode import (
     IS_GENERATION,
     IS_ROOT,
     RUN_COLUMNS,
-    SPAN_DTYPE,
     SCORE_COLUMNS,
+    SPAN_DTYPE,
     DecodedSpans,
     ScoreRow,
 )
@@ -142,7 +142,7 @@ class RunBatch:
         for d in self.parts:
             # each message numbers its own keys: renumber them into the batch's
             local = np.array(
-                [index.setdefault((p, RollupKey(*parts)), len(index)) for p, *parts in d.keys] or [0],
+                [index.setdefault((p, RollupKey(a, v, n, pv, m)), len(index)) for p, a, v, n, pv, m in d.keys] or [0],
                 dtype=np.int32,
             )
             part = np.frombuffer(d.spans, dtype=SPAN_DTYPE).copy()
@@ -380,9 +380,7 @@ async def settle_scores(conn: Conn, pending: Sequence[PendingScore]) -> list[App
 
 
 _ROLLUP_KEY = "project_id, width_minutes, bucket, project_name, app_version, prompt_name, prompt_version, model"
-_UNNEST_KEYS = (
-    "unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[])"
-)
+_UNNEST_KEYS = "unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[])"
 # COLLATE "C" orders text by code point, as Python sorts str: both steps lock rows in one order.
 _ORDER = (
     'project_id, width_minutes, bucket, project_name COLLATE "C", app_version COLLATE "C", '

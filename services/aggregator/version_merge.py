@@ -53,7 +53,9 @@ with np.errstate(over="ignore"):
 EncodedSketch = tuple[Any, ...]
 
 
-class DecodedRow(msgspec.Struct, frozen=True, gc=False, rename={"sketches": "s", "score_errors": "e", "categories": "c"}):
+class DecodedRow(
+    msgspec.Struct, frozen=True, gc=False, rename={"sketches": "s", "score_errors": "e", "categories": "c"}
+):
     """A rollup row's sketches as sketches.encode() wrote them (bins left as bytes), and score errors:
     what the Python twin merges. Tuples, not lists: a query's decode makes no objects to track."""
 

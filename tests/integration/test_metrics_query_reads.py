@@ -78,18 +78,18 @@ async def test_blocks_not_read_before_bring_their_sketches_with_their_counters(
         first = await _read(conn, cache, project)
         assert (conn.statements, conn.transactions) == (1, 0)  # nothing was held: one statement read it all
         assert {g: sorted(blobs) for g, blobs in first.blobs.items()} == {
-            "v1": sorted([_blob(100.0), _blob(101.0)]),
-            "v2": sorted([_blob(100.0), _blob(101.0)]),
+            ("", "v1"): sorted([_blob(100.0), _blob(101.0)]),
+            ("", "v2"): sorted([_blob(100.0), _blob(101.0)]),
         }
         await pool.execute(_UPDATE, project, 1, BLOCKS[1][1], "v2", 2, _blob(101.0, 7.0))
         again = await _read(conn, cache, project)
         # the blocks were read: the rows held at their revision come from the cache, the updated one is fetched
         assert (conn.statements, conn.transactions) == (3, 0)
-        assert sorted(again.blobs["v2"]) == sorted([_blob(100.0), _blob(101.0, 7.0)])
-        assert sorted(again.blobs["v1"]) == sorted(first.blobs["v1"])
+        assert sorted(again.blobs[("", "v2")]) == sorted([_blob(100.0), _blob(101.0, 7.0)])
+        assert sorted(again.blobs[("", "v1")]) == sorted(first.blobs[("", "v1")])
         by_prompt = await _read(conn, cache, project, by="prompt_version")
         assert (conn.statements, conn.transactions) == (4, 0)  # another query of the project's blocks: all held
-        assert sorted(by_prompt.blobs[1]) == sorted(again.blobs["v1"] + again.blobs["v2"])
+        assert sorted(by_prompt.blobs[1]) == sorted(again.blobs[("", "v1")] + again.blobs[("", "v2")])
 
 
 async def test_a_row_updated_between_the_two_statements_is_read_again_from_one_snapshot(
@@ -106,9 +106,10 @@ async def test_a_row_updated_between_the_two_statements_is_read_again_from_one_s
         conn.before[3] = update_again
         found = await _read(conn, cache, project)
     assert conn.transactions == 1  # the read was done again, in a repeatable-read transaction
-    v1 = found.versions["v1"]
+    v1 = found.versions[("", "v1")]
     counts = {r["width_minutes"]: r["generation_count"] for r in v1.rows}
-    assert counts[60] == 3 and _blob(100.0, 5.0, 9.0) in found.blobs["v1"]  # counters and sketches of one revision
+    # counters and sketches of one revision
+    assert counts[60] == 3 and _blob(100.0, 5.0, 9.0) in found.blobs[("", "v1")]
     revision = await pool.fetchval(
         "SELECT xmin::text::bigint FROM rollups WHERE project_id = $1 AND width_minutes = 60 AND app_version = 'v1'",
         project,

@@ -1,0 +1,185 @@
+"""Time series by prompt version and by app version: a ROW per version per interval, and the
+deployments (label moves, or each app version's first run) as markers.
+
+Every interval is a rollup level (1, 5, 15 minutes; 1, 6 hours; a day), so each point is exactly
+one block of that level: a series reads the level's rows over the range, grouped by (version,
+block), and every point's ROW comes from the same merge and cache as a metrics query's. Points of
+the whole range therefore sum to the range's ROW (counts and totals exactly).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Hashable
+from typing import Any, cast
+
+import asyncpg
+
+from services.aggregator import query, rollup
+from services.aggregator.query import Filters, grouped_rows, iso
+from services.aggregator.rollup import NS_PER_MINUTE
+from services.aggregator.rollup_rows import Keep, Scope
+from services.aggregator.store import Conn
+from services.common.errors import Invalid
+
+INTERVALS = {"minute": 1, "5m": 5, "15m": 15, "hour": 60, "6h": 360, "day": 1440}
+MAX_POINTS = 300  # the finest interval that gives at most this many points, when none is asked for
+# Field names a point may hold (`metrics=`): every ROW figure but the version's own identity.
+POINT_FIELDS = (
+    "generation_count",
+    "error_count",
+    "error_rate",
+    "median_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "mean_latency_ms",
+    "median_ttft_ms",
+    "median_input_tokens",
+    "median_output_tokens",
+    "median_total_tokens",
+    "total_input_tokens",
+    "total_output_tokens",
+    "total_tokens",
+    "median_cost",
+    "mean_cost",
+    "total_cost",
+    "total_input_cost",
+    "total_output_cost",
+    "median_score",
+    "scores",
+    "first_generation_at",
+    "last_generation_at",
+)
+
+
+def parse_fields(metrics: str | None) -> tuple[str, ...]:
+    """`metrics=a,b` as ROW field names; all of them when absent. A name that is not one is refused."""
+    if not metrics:
+        return POINT_FIELDS
+    asked = tuple(dict.fromkeys(m.strip() for m in metrics.split(",") if m.strip()))
+    unknown = [m for m in asked if m not in POINT_FIELDS]
+    if unknown:
+        raise Invalid(f"metrics: {', '.join(unknown)} not ROW fields; choose from {', '.join(POINT_FIELDS)}")
+    return asked
+
+
+def choose_interval(asked: str | None, start: int, end: int) -> str:
+    """The asked interval, or the finest that covers [start, end) minutes in at most MAX_POINTS points."""
+    if asked is not None:
+        if asked not in INTERVALS:
+            raise Invalid(f"interval must be one of {', '.join(INTERVALS)}, not {asked!r}")
+        return asked
+    for name, width in INTERVALS.items():
+        if -(-(end - start) // width) <= MAX_POINTS:
+            return name
+    return "day"
+
+
+async def _points(
+    conn: Conn, scope: Scope, start: int, end: int, width: int, fields: tuple[str, ...], keep: Keep
+) -> dict[Hashable, list[dict[str, Any]]]:
+    """Each version's points (only those with generations), oldest first."""
+    blocks = [(width, bucket) for bucket in range(start, end, width)]
+    rows = cast(dict[tuple[Hashable, int], dict[str, Any]], await grouped_rows(conn, scope, blocks, keep))
+    series: dict[Hashable, list[tuple[int, dict[str, Any]]]] = {}
+    for (version, bucket), row in rows.items():
+        point = {"at": iso(bucket * NS_PER_MINUTE), **{f: row[f] for f in fields}}
+        series.setdefault(version, []).append((bucket, point))
+    return {v: [p for _, p in sorted(points, key=lambda bp: bp[0])] for v, points in series.items()}
+
+
+async def _aligned(
+    conn: Conn, project: uuid.UUID, filters: Filters, interval: str | None
+) -> tuple[str, int, int] | None:
+    found = await query.closed_range(conn, project, filters)
+    if found is None:
+        return None
+    start, end = found
+    name = choose_interval(interval, start, end)
+    width = INTERVALS[name]
+    return name, start - start % width, -(-end // width) * width
+
+
+async def prompt_series(
+    pool: asyncpg.Pool, project: uuid.UUID, name: str, filters: Filters, interval: str | None, metrics: str | None
+) -> dict[str, Any]:
+    """{"interval", "series": [{"version", "points"}], "markers": [label moves]} for one prompt."""
+    fields = parse_fields(metrics)
+    async with pool.acquire() as conn:
+        aligned = await _aligned(conn, project, filters, interval)
+        if aligned is None:
+            return {"interval": choose_interval(interval, 0, 1), "series": [], "markers": []}
+        chosen, start, end = aligned
+        labels = await query.labels_of(conn, project, name)
+        labelled = {v for v, ls in labels.items() if filters.label in ls}
+        scope = Scope(project, "prompt_version", name, filters.model, filters.label, per_block=True)
+
+        def keep(_: str, version: int) -> bool:
+            return version > 0 and (filters.label is None or version in labelled)
+
+        series = await _points(conn, scope, start, end, INTERVALS[chosen], fields, keep)
+        moves = await query.label_moves(conn, project, name, filters)
+    return {
+        "interval": chosen,
+        "series": [{"version": v, "points": series[v]} for v in sorted(series, reverse=True)],  # type: ignore[type-var]
+        "markers": [
+            {"at": m["at"], "label": m["label"], "from_version": m["from_version"], "to_version": m["to_version"]}
+            for m in moves
+        ],
+    }
+
+
+async def version_series(
+    pool: asyncpg.Pool, project: uuid.UUID, filters: Filters, interval: str | None, metrics: str | None
+) -> dict[str, Any]:
+    """{"interval", "series": [{"version", "project_name", "points"}], "markers": [first runs]} by app version."""
+    fields = parse_fields(metrics)
+    async with pool.acquire() as conn:
+        aligned = await _aligned(conn, project, filters, interval)
+        if aligned is None:
+            return {"interval": choose_interval(interval, 0, 1), "series": [], "markers": []}
+        chosen, start, end = aligned
+        keep = await query.label_keep(conn, project, filters.label)
+        scope = Scope(project, "app_version", None, filters.model, filters.label, filters.project_name, per_block=True)
+        series = await _points(conn, scope, start, end, INTERVALS[chosen], fields, keep)
+        markers = await first_runs(conn, project, filters.project_name, start, end)
+    apps = cast(list[tuple[str, str]], list(series))  # (project name, app version)
+    return {
+        "interval": chosen,
+        "series": [
+            {"version": a, "project_name": p, "points": series[(p, a)]}
+            for p, a in sorted(apps, key=lambda g: (g[1], g[0]))
+        ],
+        "markers": markers,
+    }
+
+
+async def first_runs(
+    conn: Conn, project: uuid.UUID, project_name: str | None, start: int, end: int
+) -> list[dict[str, Any]]:
+    """Each app version's first generation in [start, end) minutes, as a deployment marker: from the
+    app's version first seen before it (None for the first), to this one."""
+    rows = await conn.fetch(
+        "SELECT project_name, app_version, min(first_ns) AS first_ns FROM rollups "
+        "WHERE project_id = $1 AND width_minutes = $2 AND ($3::text IS NULL OR project_name = $3) "
+        "AND first_ns IS NOT NULL GROUP BY project_name, app_version ORDER BY first_ns",
+        project,
+        rollup.LEVELS[-1],
+        project_name,
+    )
+    markers: list[dict[str, Any]] = []
+    before: dict[str, str] = {}
+    for r in rows:
+        app = r["project_name"]
+        if start * NS_PER_MINUTE <= r["first_ns"] < end * NS_PER_MINUTE:
+            markers.append(
+                {
+                    "at": iso(r["first_ns"]),
+                    "label": None,
+                    "project_name": app,
+                    "from_version": before.get(app),
+                    "to_version": r["app_version"],
+                }
+            )
+        before[app] = r["app_version"]
+    return markers
