@@ -78,12 +78,10 @@ def _records(rows: list[tuple]) -> tuple[np.ndarray, list[Generation]]:
             | (HAS_INPUT_COST | HAS_OUTPUT_COST if part is not None else 0)
         )
         end = start + int(latency * 1e6)
-        records[i] = (key, flags, start, end, latency, ttft or 0.0, inputs or 0, outputs or 0, cost or 0.0) + (
-            part or 0.0,
-            (part or 0.0) / 2,
-        )
-        project, rollup_key = KEYS[key]
         half = None if part is None else part / 2
+        fields = (latency, ttft or 0.0, inputs or 0, outputs or 0, cost or 0.0, part or 0.0, half or 0.0)
+        records[i] = (key, flags, start, end, *fields)
+        project, rollup_key = KEYS[key]
         if generation:
             gens.append(Generation(project, start, rollup_key, latency, ttft, inputs, outputs, cost, error, part, half))
     return records, gens
