@@ -19,6 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from services.aggregator import store
 from services.aggregator.decode import ACCELERATED, DecodedSpans, ScoreRow, Undecodable, decode_scores, decode_spans
 from services.aggregator.rollup import AppliedScore, at_levels, batch_minute_cells, minute_cells
+from services.aggregator.rollup_store import add_to_rollups
 from services.common.bus import Bus
 from services.common.logs import get_logger
 from services.common.payload import CorruptPayload, payload_of
@@ -84,7 +85,7 @@ class SpanSink:
         async def work(conn: store.Conn) -> tuple[int, int]:
             stored = await store.store_runs(conn, batch)
             applied = await store.settle_scores(conn, await store.pending_of_traces(conn, stored))
-            await store.add_to_rollups(conn, at_levels(batch_minute_cells(stored.generations, stored.keys, applied)))
+            await add_to_rollups(conn, at_levels(batch_minute_cells(stored.generations, stored.keys, applied)))
             return stored.count, len(applied)
 
         try:
@@ -153,4 +154,4 @@ class ScoreSink:
 
 async def _roll_up(applied: list[AppliedScore], conn: store.Conn) -> None:
     if applied:
-        await store.add_to_rollups(conn, at_levels(minute_cells((), applied)))
+        await add_to_rollups(conn, at_levels(minute_cells((), applied)))

@@ -37,7 +37,7 @@ from services.aggregator.decode import (
     DecodedSpans,
     ScoreRow,
 )
-from services.aggregator.rollup import AppliedScore, Cell, CellId, RollupKey, absorb_into_blobs, usd
+from services.aggregator.rollup import AppliedScore, RollupKey
 from services.aggregator.scores import TraceSpan, settle
 from services.common.logs import get_logger
 
@@ -377,84 +377,3 @@ async def settle_scores(conn: Conn, pending: Sequence[PendingScore]) -> list[App
                 targets,
             )
     return applied
-
-
-_ROLLUP_KEY = "project_id, width_minutes, bucket, project_name, app_version, prompt_name, prompt_version, model"
-_UNNEST_KEYS = "unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[])"
-# COLLATE "C" orders text by code point, as Python sorts str: both steps lock rows in one order.
-_ORDER = (
-    'project_id, width_minutes, bucket, project_name COLLATE "C", app_version COLLATE "C", '
-    'prompt_name COLLATE "C", prompt_version, model COLLATE "C"'
-)
-
-
-def _key_arrays(ids: Sequence[CellId]) -> list[list]:
-    return [
-        [i[0] for i in ids],
-        [i[1] for i in ids],
-        [i[2] for i in ids],
-        [i[3].project_name for i in ids],
-        [i[3].app_version for i in ids],
-        [i[3].prompt_name for i in ids],
-        [i[3].prompt_version for i in ids],
-        [i[3].model for i in ids],
-    ]
-
-
-def _earliest(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _latest(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-async def add_to_rollups(conn: Conn, cells: dict[CellId, Cell]) -> None:
-    """Add each cell into its rollup row: rows are created, then locked in one key order, merged, written."""
-    if not cells:
-        return
-    ids = sorted(cells)
-    keys = _key_arrays(ids)
-    await conn.execute(
-        f"INSERT INTO rollups ({_ROLLUP_KEY}) SELECT * FROM {_UNNEST_KEYS} ON CONFLICT DO NOTHING",
-        *keys,
-    )
-    current = await conn.fetch(
-        f"SELECT r.* FROM rollups r JOIN {_UNNEST_KEYS} AS u({_ROLLUP_KEY}) USING ({_ROLLUP_KEY}) "
-        f"ORDER BY {_ORDER} FOR UPDATE OF r",
-        *keys,
-    )
-    rows = {
-        (
-            r["project_id"],
-            r["width_minutes"],
-            r["bucket"],
-            RollupKey(r["project_name"], r["app_version"], r["prompt_name"], r["prompt_version"], r["model"]),
-        ): r
-        for r in current
-    }
-    stored = [rows[cid] for cid in ids]
-    new = [cells[cid] for cid in ids]
-    pairs = list(zip(stored, new, strict=True))
-    blobs = absorb_into_blobs([r["sketches"] for r in stored], new)
-    await conn.execute(
-        f"UPDATE rollups r SET generation_count = u.g, error_count = u.e, input_tokens = u.i, output_tokens = u.o, "
-        "cost = u.c, input_cost = u.ic, output_cost = u.oc, first_ns = u.f, last_ns = u.l, sketches = u.s "
-        "FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], "
-        "$9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::numeric[], $14::numeric[], $15::numeric[], "
-        f"$16::bigint[], $17::bigint[], $18::bytea[]) AS u({_ROLLUP_KEY}, g, e, i, o, c, ic, oc, f, l, s) "
-        "WHERE (r.project_id, r.width_minutes, r.bucket, r.project_name, r.app_version, r.prompt_name, "
-        "r.prompt_version, r.model) = (u.project_id, u.width_minutes, u.bucket, u.project_name, u.app_version, "
-        "u.prompt_name, u.prompt_version, u.model)",
-        *keys,
-        [r["generation_count"] + c.generations for r, c in pairs],
-        [r["error_count"] + c.errors for r, c in pairs],
-        [r["input_tokens"] + c.input_tokens for r, c in pairs],
-        [r["output_tokens"] + c.output_tokens for r, c in pairs],
-        [r["cost"] + usd(c.cost) for r, c in pairs],
-        [r["input_cost"] + usd(c.input_cost) for r, c in pairs],
-        [r["output_cost"] + usd(c.output_cost) for r, c in pairs],
-        [_earliest(r["first_ns"], c.first_ns) for r, c in pairs],
-        [_latest(r["last_ns"], c.last_ns) for r, c in pairs],
-        blobs,
-    )

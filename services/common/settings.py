@@ -62,6 +62,7 @@ class Settings:
     ingest_publish_timeout_seconds: float = 5.0  # no JetStream ack by then: 503
     registry_workers: int = 1  # registry processes sharing its ports (SO_REUSEPORT)
     runs_retention_days: int = 30  # runs (and their scores) kept this long; 0: forever. Rollups stay.
+    run_settle_seconds: float = 60.0  # a trace whose root span has not come is counted as a run after this
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,6 +96,7 @@ class Settings:
             ingest_publish_timeout_seconds=env_float("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", 5.0),
             registry_workers=env_int("VANE_REGISTRY_WORKERS", 1),
             runs_retention_days=env_int("VANE_RUNS_RETENTION_DAYS", 30),
+            run_settle_seconds=env_float("VANE_RUN_SETTLE_SECONDS", 60.0),
         )
 
     def as_dict(self) -> dict[str, Any]:
