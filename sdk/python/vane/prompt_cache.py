@@ -37,6 +37,9 @@ class Entry:
         single = choices[0][0] if len(choices) == 1 else None
         return cls(fresh_until, label, weights, by_version, single)
 
+    def same_answer(self, other: Entry) -> bool:
+        return (self.label, self.weights, self.by_version) == (other.label, other.weights, other.by_version)
+
     def pick(self, sticky_key: str | None) -> Prompt:
         """The version this fetch serves; a split label draws exactly as the registry does."""
         if self.single is not None:

@@ -173,6 +173,11 @@ class PromptsMixin:
             raise self._prompt_error(exc, f"prompt {name!r} ({f'version {version}' if version else label})") from None
         choices = [(prompt_of(w.prompt), w.weight) for w in response.split] or [(prompt_of(response.prompt), 100)]
         entry = Entry.of(time.monotonic() + ttl, response.resolved_label, choices)
+        held = self._prompt_entries.get(key)
+        if held is not None and held.same_answer(entry):
+            # Nothing changed (a watch event that raced our first fetch): the app keeps its objects.
+            held.fresh_until = entry.fresh_until
+            return held
         self._prompt_cache.put(key, entry)
         return entry
 
