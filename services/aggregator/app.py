@@ -16,7 +16,7 @@ from litestar.di import Provide
 
 from services.aggregator import retention, version_merge
 from services.aggregator.api import MetricsController, RunController
-from services.aggregator.consume import ScoreSink, SpanSink
+from services.aggregator.consume import ScoreSink, SpanSink, settle_runs
 from services.aggregator.store import Partitions
 from services.common.bus import BatchHandler, Topology, run_pull_consumer
 from services.common.http import build_http_app, project_routes
@@ -66,13 +66,15 @@ async def build(resources: Resources) -> Sequence[Component]:
     score_loop = consumer(bus.topology.scores_stream, Topology.AGGREGATOR_SCORES, scores.handle, SCORE_BATCH_MESSAGES)
 
     async def upkeep(stopping: asyncio.Event) -> None:
-        """Settle scores whose span came late, and make tomorrow's partitions before they are needed."""
+        """Settle scores whose span came late, count the runs whose root did not come within the settle
+        window, and make tomorrow's partitions before they are needed."""
         since_partitions = 0.0
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), SWEEP_SECONDS)
             try:
                 await scores.sweep()
+                await settle_runs(pool, settings.run_settle_seconds)
                 since_partitions += SWEEP_SECONDS
                 if since_partitions >= PARTITIONS_AHEAD_SECONDS:
                     since_partitions = 0.0

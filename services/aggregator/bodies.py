@@ -66,18 +66,6 @@ class Figures(msgspec.Struct, kw_only=True):
     last_generation_at: str | None
 
 
-class RunFigures(msgspec.Struct, kw_only=True):
-    """An app version's runs (traces): each run's latency, cost and status, over its spans."""
-
-    run_count: int
-    mean_run_latency_ms: float | None
-    median_run_latency_ms: float | None
-    p95_run_latency_ms: float | None
-    mean_run_cost: float | None
-    median_run_cost: float | None
-    run_error_rate: float | None
-
-
 class PromptVersionRow(Figures, kw_only=True):
     version: int
     labels: list[str]
@@ -85,8 +73,18 @@ class PromptVersionRow(Figures, kw_only=True):
 
 
 class AppVersionRow(Figures, kw_only=True):
+    """An app version's generations (Figures), and its runs (traces): each run's latency, cost and
+    status, over its spans; null with model= or label= (a run has neither)."""
+
     version: str
     project_name: str
+    run_count: int | None
+    mean_run_latency_ms: float | None
+    median_run_latency_ms: float | None
+    p95_run_latency_ms: float | None
+    mean_run_cost: float | None
+    median_run_cost: float | None
+    run_error_rate: float | None
 
 
 class PromptMetrics(msgspec.Struct):
@@ -101,10 +99,41 @@ class VersionMetrics(msgspec.Struct):
 Interval = Literal["minute", "5m", "15m", "hour", "6h", "day"]
 
 
-class Point(Figures, kw_only=True, omit_defaults=True):
-    """One interval of a version: `at` its start, and the ROW fields asked for (`metrics=`; all by default)."""
+class Point(msgspec.Struct, kw_only=True):
+    """One interval of a version: `at` its start, and the ROW fields asked for (`metrics=`; all by default;
+    the run fields on app versions' points only)."""
 
     at: str
+    generation_count: int | msgspec.UnsetType = msgspec.UNSET
+    error_count: int | msgspec.UnsetType = msgspec.UNSET
+    error_rate: float | msgspec.UnsetType | None = msgspec.UNSET
+    median_latency_ms: float | msgspec.UnsetType | None = msgspec.UNSET
+    p95_latency_ms: float | msgspec.UnsetType | None = msgspec.UNSET
+    p99_latency_ms: float | msgspec.UnsetType | None = msgspec.UNSET
+    mean_latency_ms: float | msgspec.UnsetType | None = msgspec.UNSET
+    median_ttft_ms: float | msgspec.UnsetType | None = msgspec.UNSET
+    median_input_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+    median_output_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+    median_total_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+    total_input_tokens: int | msgspec.UnsetType = msgspec.UNSET
+    total_output_tokens: int | msgspec.UnsetType = msgspec.UNSET
+    total_tokens: int | msgspec.UnsetType = msgspec.UNSET
+    median_cost: float | msgspec.UnsetType | None = msgspec.UNSET
+    mean_cost: float | msgspec.UnsetType | None = msgspec.UNSET
+    total_cost: float | msgspec.UnsetType = msgspec.UNSET
+    total_input_cost: float | msgspec.UnsetType = msgspec.UNSET
+    total_output_cost: float | msgspec.UnsetType = msgspec.UNSET
+    median_score: float | msgspec.UnsetType | None = msgspec.UNSET
+    scores: dict[str, ScoreStats] | msgspec.UnsetType = msgspec.UNSET
+    first_generation_at: str | msgspec.UnsetType | None = msgspec.UNSET
+    last_generation_at: str | msgspec.UnsetType | None = msgspec.UNSET
+    run_count: int | msgspec.UnsetType | None = msgspec.UNSET
+    mean_run_latency_ms: float | msgspec.UnsetType | None = msgspec.UNSET
+    median_run_latency_ms: float | msgspec.UnsetType | None = msgspec.UNSET
+    p95_run_latency_ms: float | msgspec.UnsetType | None = msgspec.UNSET
+    mean_run_cost: float | msgspec.UnsetType | None = msgspec.UNSET
+    median_run_cost: float | msgspec.UnsetType | None = msgspec.UNSET
+    run_error_rate: float | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Marker(msgspec.Struct, kw_only=True):

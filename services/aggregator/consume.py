@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.aggregator import store
+from services.aggregator.assembly import assemble, settle_waiting
 from services.aggregator.decode import ACCELERATED, DecodedSpans, ScoreRow, Undecodable, decode_scores, decode_spans
 from services.aggregator.rollup import AppliedScore, at_levels, batch_minute_cells, minute_cells
 from services.aggregator.rollup_store import add_to_rollups
@@ -30,6 +31,7 @@ SPANS_STORED = Counter("vane_aggregator_spans_stored_total", "Spans stored for t
 SPANS_SKIPPED = Counter("vane_aggregator_spans_skipped_total", "Spans left out of a batch as invalid")
 SCORES_STORED = Counter("vane_aggregator_scores_stored_total", "Scores stored for the first time")
 SCORES_APPLIED = Counter("vane_aggregator_scores_applied_total", "Scores counted into rollups")
+RUNS_COUNTED = Counter("vane_aggregator_runs_counted_total", "Runs (traces) counted into run rollups")
 BATCH_SECONDS = Histogram("vane_aggregator_batch_seconds", "Time to commit one micro-batch", ["stream"])
 PENDING_SCORES = Gauge("vane_aggregator_pending_scores", "Scores waiting for their span")
 STALE_PENDING_SCORES = Gauge(
@@ -85,7 +87,10 @@ class SpanSink:
         async def work(conn: store.Conn) -> tuple[int, int]:
             stored = await store.store_runs(conn, batch)
             applied = await store.settle_scores(conn, await store.pending_of_traces(conn, stored))
-            await add_to_rollups(conn, at_levels(batch_minute_cells(stored.generations, stored.keys, applied)))
+            await add_to_rollups(conn, at_levels(batch_minute_cells(stored.spans, stored.keys, applied)))
+            runs = await assemble(conn, stored)
+            await runs.apply(conn)
+            RUNS_COUNTED.inc(len(runs.added) - len(runs.retracted))
             return stored.count, len(applied)
 
         try:
@@ -155,3 +160,16 @@ class ScoreSink:
 async def _roll_up(applied: list[AppliedScore], conn: store.Conn) -> None:
     if applied:
         await add_to_rollups(conn, at_levels(minute_cells((), applied)))
+
+
+async def settle_runs(pool: asyncpg.Pool, settle_seconds: float) -> int:
+    """Count the runs whose root span did not come within the settle window; returns how many."""
+
+    async def work(conn: store.Conn) -> int:
+        runs = await settle_waiting(conn, settle_seconds)
+        await runs.apply(conn)
+        return len(runs.added)
+
+    counted = int(await _with_retry(pool, work))
+    RUNS_COUNTED.inc(counted)
+    return counted

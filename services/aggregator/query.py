@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from services.aggregator import rollup, rollup_rows
+from services.aggregator import rollup, rollup_rows, run_query
 from services.aggregator.block_cache import BlockCache
 from services.aggregator.rollup import NS_PER_MINUTE
 from services.aggregator.rollup_rows import COUNTERS, Keep, Scope
@@ -305,14 +305,26 @@ async def label_keep(conn: Conn, project: uuid.UUID, label: str | None) -> Keep:
 
 
 async def version_metrics(pool: asyncpg.Pool, project: uuid.UUID, filters: Filters) -> dict[str, Any]:
-    """{"versions": [ROW…]} by app version (project name, project_version_name), by name."""
+    """{"versions": [ROW…]} by app version (project name, project_version_name), by name; each ROW with
+    its runs' figures (run_query), and an app version with runs but no generation too."""
     async with pool.acquire() as conn:
         keep = await label_keep(conn, project, filters.label)
-        cells = await _grouped(conn, project, filters, None, by="app_version", keep=keep)
-    apps = cast(list[tuple[str, str]], list(cells))  # (project name, app version)
+        blocks = await _blocks(conn, project, filters)
+        scope = Scope(project, "app_version", None, filters.model, filters.label, filters.project_name)
+        cells = await grouped_rows(conn, scope, blocks, keep)
+        runs = {}
+        if filters.model is None and filters.label is None:  # a run has no model or prompt label
+            runs = await run_query.run_figures(conn, project, blocks, filters.project_name, filters.app_version)
+    no_generations = metrics_row(Counters(), {}, {})
+    apps = cast(list[tuple[str, str]], list(cells.keys() | runs.keys()))  # (project name, app version)
     return {
         "versions": [
-            {"version": app_version, "project_name": project_name, **cells[(project_name, app_version)]}
+            {
+                "version": app_version,
+                "project_name": project_name,
+                **cells.get((project_name, app_version), no_generations),
+                **runs.get((project_name, app_version), run_query.NO_RUNS),
+            }
             for project_name, app_version in sorted(apps, key=lambda g: (g[1], g[0]))
         ]
     }

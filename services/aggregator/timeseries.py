@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from services.aggregator import query, rollup
+from services.aggregator import query, rollup, run_query
 from services.aggregator.query import Filters, grouped_rows, iso
 from services.aggregator.rollup import NS_PER_MINUTE
 from services.aggregator.rollup_rows import Keep, Scope
@@ -52,14 +52,17 @@ POINT_FIELDS = (
 )
 
 
-def parse_fields(metrics: str | None) -> tuple[str, ...]:
+APP_POINT_FIELDS = POINT_FIELDS + run_query.RUN_FIELDS
+
+
+def parse_fields(metrics: str | None, allowed: tuple[str, ...] = POINT_FIELDS) -> tuple[str, ...]:
     """`metrics=a,b` as ROW field names; all of them when absent. A name that is not one is refused."""
     if not metrics:
-        return POINT_FIELDS
+        return allowed
     asked = tuple(dict.fromkeys(m.strip() for m in metrics.split(",") if m.strip()))
-    unknown = [m for m in asked if m not in POINT_FIELDS]
+    unknown = [m for m in asked if m not in allowed]
     if unknown:
-        raise Invalid(f"metrics: {', '.join(unknown)} not ROW fields; choose from {', '.join(POINT_FIELDS)}")
+        raise Invalid(f"metrics: {', '.join(unknown)} not ROW fields here; choose from {', '.join(allowed)}")
     return asked
 
 
@@ -78,11 +81,16 @@ def choose_interval(asked: str | None, start: int, end: int) -> str:
 async def _points(
     conn: Conn, scope: Scope, start: int, end: int, width: int, fields: tuple[str, ...], keep: Keep
 ) -> dict[Hashable, list[dict[str, Any]]]:
-    """Each version's points (only those with generations), oldest first."""
+    """Each version's points (those with generations or, for app versions, runs), oldest first."""
     blocks = [(width, bucket) for bucket in range(start, end, width)]
     rows = cast(dict[tuple[Hashable, int], dict[str, Any]], await grouped_rows(conn, scope, blocks, keep))
+    runs: dict[Any, dict[str, Any]] = {}
+    if any(f in run_query.RUN_FIELDS for f in fields) and scope.model is None and scope.label is None:
+        runs = await run_query.run_figures(conn, scope.project, blocks, scope.project_name, per_block=True)
+    empty = query.metrics_row(query.Counters(), {}, {})
     series: dict[Hashable, list[tuple[int, dict[str, Any]]]] = {}
-    for (version, bucket), row in rows.items():
+    for version, bucket in rows.keys() | runs.keys():
+        row = {**rows.get((version, bucket), empty), **runs.get((version, bucket), run_query.NO_RUNS)}
         point = {"at": iso(bucket * NS_PER_MINUTE), **{f: row[f] for f in fields}}
         series.setdefault(version, []).append((bucket, point))
     return {v: [p for _, p in sorted(points, key=lambda bp: bp[0])] for v, points in series.items()}
@@ -133,7 +141,7 @@ async def version_series(
     pool: asyncpg.Pool, project: uuid.UUID, filters: Filters, interval: str | None, metrics: str | None
 ) -> dict[str, Any]:
     """{"interval", "series": [{"version", "project_name", "points"}], "markers": [first runs]} by app version."""
-    fields = parse_fields(metrics)
+    fields = parse_fields(metrics, APP_POINT_FIELDS)
     async with pool.acquire() as conn:
         aligned = await _aligned(conn, project, filters, interval)
         if aligned is None:
