@@ -17,6 +17,7 @@ from litestar.di import Provide
 from services.aggregator import retention, version_merge
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink, settle_runs
+from services.aggregator.decide_api import DecideController
 from services.aggregator.store import Partitions
 from services.common.bus import BatchHandler, Topology, run_pull_consumer
 from services.common.http import build_http_app, project_routes
@@ -95,7 +96,7 @@ async def build(resources: Resources) -> Sequence[Component]:
 
     app = build_http_app(
         resources,
-        [MetricsController, RunController, *project_routes()],
+        [MetricsController, RunController, DecideController, *project_routes()],
         title="Vane query API",
         dependencies={"pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False)},
     )

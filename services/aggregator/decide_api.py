@@ -1,0 +1,70 @@
+"""The deciding API: compare two versions with statistics, and choose a winner among many."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from services.aggregator import compare, winner
+from services.aggregator.api import From, Label, Model, ProjectName, To
+from services.aggregator.bodies import json_response
+from services.aggregator.decide_bodies import ComparisonBody, WinnerBody
+from services.aggregator.query import Filters
+from services.common.errors import Invalid
+
+
+def _moment(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{field}: not an ISO 8601 time: {value!r}") from None
+
+
+class DecideController(Controller):
+    path = "/api/v1"
+    tags = ["deciding"]
+
+    @get("/compare")
+    async def compare_versions(
+        self,
+        pool: asyncpg.Pool,
+        project_id: uuid.UUID,
+        a: Annotated[str, Parameter(description="version a: a prompt version number, or an app version name")],
+        b: Annotated[str, Parameter(description="version b, compared against a")],
+        start: From,
+        end: To,
+        model: Model,
+        label: Label,
+        kind: Annotated[str, Parameter(description="prompt or app")] = "prompt",
+        name: Annotated[str | None, Parameter(description="the prompt's name (kind=prompt)")] = None,
+        project_name: ProjectName = None,
+        alpha: Annotated[float, Parameter(description="family-wise error rate (Holm)")] = 0.05,
+    ) -> Response[ComparisonBody]:
+        """b against a on every metric: estimates, difference, 95% interval, p-value, test and verdict."""
+        filters = Filters(start, end, model, label, project_name)
+        return json_response(await compare.compare(pool, project_id, kind, name, a, b, filters, alpha))
+
+    @post("/winner", status_code=200)
+    async def choose_winner(
+        self, pool: asyncpg.Pool, project_id: uuid.UUID, request: Request[Any, Any, Any]
+    ) -> Response[WinnerBody]:
+        """Versions ranked by their weighted, normalised metrics; a winner only when the top two are
+        significantly apart on a weighted metric."""
+        try:
+            body = msgspec.json.decode(await request.body(), type=winner.WinnerRequest)
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"invalid winner request: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise Invalid(f"the body is not JSON: {exc}") from None
+        filters = Filters(
+            _moment(body.from_, "from"), _moment(body.to, "to"), body.model, body.label, body.project_name
+        )
+        return json_response(await winner.winner(pool, project_id, body, filters))
