@@ -67,6 +67,15 @@ class Topology:
     def scores_subject(self) -> str:
         return f"{self.namespace}.scores"
 
+    # Decisions the aggregator and registry reach (a regression found, a rollout rolled back), for
+    # the alert service: `{namespace}.decisions.regression`, `{namespace}.decisions.rollback`.
+    @property
+    def decisions_stream(self) -> str:
+        return f"{self.namespace.upper()}_DECISIONS"
+
+    def decisions_subject(self, kind: str) -> str:
+        return f"{self.namespace}.decisions.{kind}"
+
     def dead_letter_subject(self, stream: str) -> str:
         return f"{self.namespace}.dead.{stream.lower()}"
 
@@ -79,6 +88,7 @@ class Topology:
     AGGREGATOR_SPANS = "aggregator-spans"
     AGGREGATOR_SCORES = "aggregator-scores"
     EVALUATOR_SPANS = "evaluator-spans"
+    ALERT_DECISIONS = "alert-decisions"
 
     def streams(self, settings: Settings) -> list[StreamConfig]:
         def stream(name: str, subjects: list[str], work: bool) -> StreamConfig:
@@ -99,6 +109,7 @@ class Topology:
         return [
             stream(self.spans_stream, [self.spans_subject], work=True),
             stream(self.scores_stream, [self.scores_subject], work=True),
+            stream(self.decisions_stream, [f"{self.namespace}.decisions.>"], work=True),
             stream(self.dead_letter_stream, [f"{self.namespace}.dead.>"], work=False),
         ]
 
@@ -119,6 +130,7 @@ class Topology:
             (self.scores_stream, durable(self.AGGREGATOR_SCORES, 10.0)),
             # The judge is slow: give a fetched batch longer before it is redelivered.
             (self.spans_stream, durable(self.EVALUATOR_SPANS, 120.0)),
+            (self.decisions_stream, durable(self.ALERT_DECISIONS, 30.0)),
         ]
 
 
