@@ -53,6 +53,8 @@ class ScoreConfigIn(msgspec.Struct, forbid_unknown_fields=True):
     max_value: float | None = None
     categories: list[str] = msgspec.field(default_factory=list)
     description: str = ""
+    # Which way is better when versions are compared and ranked (toxicity: "lower").
+    direction: Literal["higher", "lower"] = "higher"
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,11 @@ class ScoreConfigStore:
         if body.min_value is not None and body.max_value is not None and body.min_value > body.max_value:
             raise Invalid("min_value is above max_value")
         row = await self._pool.fetchrow(
-            """INSERT INTO score_configs (project_id, name, data_type, min_value, max_value, categories, description)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """INSERT INTO score_configs
+                   (project_id, name, data_type, min_value, max_value, categories, description, direction)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                ON CONFLICT (project_id, name) DO UPDATE SET data_type = $3, min_value = $4, max_value = $5,
-                   categories = $6, description = $7, updated_at = now()
+                   categories = $6, description = $7, direction = $8, updated_at = now()
                RETURNING *""",
             project_id,
             body.name,
@@ -192,6 +195,7 @@ class ScoreConfigStore:
             body.max_value,
             body.categories,
             body.description,
+            body.direction,
         )
         assert row is not None
         self._cache.pop(project_id, None)
@@ -214,6 +218,7 @@ def _config_body(row: asyncpg.Record) -> dict[str, Any]:
         "max_value": row["max_value"],
         "categories": list(row["categories"]),
         "description": row["description"],
+        "direction": row["direction"],
         "updated_at": row["updated_at"].isoformat(),
     }
 
