@@ -3,12 +3,16 @@ no other, a score's configured direction is honoured, and winner ranks with it."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+import vane
+from click.testing import CliRunner
 
+from services.cli.main import cli
 from services.common.bus import Bus
 from tests.support.aggregator_load import STREAM_MAX_BYTES, eventually, make_load, publish_scores, publish_spans
 
@@ -27,9 +31,11 @@ async def test_compare_and_winner_find_the_planted_effect_and_honour_a_lower_is_
     project = await make_project()
     load = make_load(project.id, N, score_every=1)
     # Planted: the "concise" app version is 40% slower on every run and is scored one point higher
-    # on toxicity (configured lower-is-better); prompt versions 1 and 2 are alike.
+    # on toxicity (configured lower-is-better); prompt version 2 costs 40% less than version 1.
     concise = {s.span_id for s in load.spans if s.app_version == "concise"}
     for span in load.spans:
+        if span.prompt_version == 2:
+            span.cost *= 0.6
         if span.span_id in concise:
             span.end_time_unix_nano = span.start_time_unix_nano + int(
                 (span.end_time_unix_nano - span.start_time_unix_nano) * 1.4
@@ -40,6 +46,7 @@ async def test_compare_and_winner_find_the_planted_effect_and_honour_a_lower_is_
 
     env = {"VANE_NAMESPACE": namespace, "VANE_STREAM_MAX_BYTES": str(STREAM_MAX_BYTES)}
     ingest, aggregator = start_service("ingest", **env), start_service("aggregator", **env)
+    registry = start_service("registry", **env)
     async with httpx.AsyncClient(base_url=ingest.url, headers=project.bearer, timeout=10) as http:
         config = {"name": "toxicity", "data_type": "numeric", "min_value": 1, "max_value": 5, "direction": "lower"}
         created = await http.post("/api/v1/score-configs", json=config)
@@ -64,7 +71,7 @@ async def test_compare_and_winner_find_the_planted_effect_and_honour_a_lower_is_
         assert verdicts[("latency_ms", "median")] == "b_worse"
         assert verdicts[("latency_ms", "p95")] == "b_worse"
         assert verdicts[("score:toxicity", "median")] == "b_worse"
-        for untouched in (("input_tokens", "median"), ("output_tokens", "median"), ("cost", "median")):
+        for untouched in (("input_tokens", "median"), ("output_tokens", "median")):
             # alike: never a verdict either way (equivalence within 5% may need more runs than these)
             assert verdicts[untouched] in ("no_difference", "not_enough_data"), untouched
         latency = next(c for c in apps["metrics"] if (c["metric"], c["statistic"]) == ("latency_ms", "median"))
@@ -78,7 +85,9 @@ async def test_compare_and_winner_find_the_planted_effect_and_honour_a_lower_is_
         assert errors["statistic"] == "rate" and errors["test"] in ("two_proportion_z", "fisher_exact")
 
         prompts = await http.get("/api/v1/compare", params={"kind": "prompt", "name": "support-reply", "a": 1, "b": 2})
-        assert set(_verdicts(prompts.json()).values()) <= {"no_difference", "not_enough_data"}
+        verdicts = _verdicts(prompts.json())
+        assert verdicts.pop(("cost", "median")) == "b_better"
+        assert set(verdicts.values()) <= {"no_difference", "not_enough_data"}
 
         missing = await http.get("/api/v1/compare", params={"kind": "app", "a": "baseline", "b": "nope"})
         assert missing.status_code == 404
@@ -95,3 +104,36 @@ async def test_compare_and_winner_find_the_planted_effect_and_honour_a_lower_is_
         assert alike["winner"] is None and alike["clear"] is False and alike["reason"]
         wrong = await http.post("/api/v1/winner", json={"kind": "app", "weights": {"latency": 1}})
         assert wrong.status_code == 400 and "latency" in wrong.text
+
+        # the SDK: the same answers as typed objects
+        client = vane.Vane(secret_key=project.keys.secret_key, query_url=aggregator.url)
+        compared = client.compare("baseline", "concise", kind="app")
+        assert compared.metric("latency_ms", "p95").verdict == "b_worse" and compared.n_b == N // 2
+        assert client.winner({"cost": 1}, name="support-reply").winner == 2
+        series = client.timeseries("app", interval="hour", metrics=["generation_count"])
+        assert sum(p["generation_count"] for s in series.series for p in s.points) == N
+        with pytest.raises(vane.ApiError, match="latency"):
+            client.winner({"latency": 1}, kind="app")
+
+    # the CLI: tables, --json, and --promote only for a clear winner
+    async with httpx.AsyncClient(base_url=registry.url, headers=project.bearer, timeout=10) as api:
+        for text in ("Hello {{name}}", "Hi {{name}}"):
+            assert (
+                await api.post("/api/v1/prompts", json={"name": "support-reply", "prompt": text})
+            ).status_code == 201
+    runner = CliRunner(env={"COLUMNS": "200"})
+    keys = ["--url", aggregator.url, "--secret-key", project.keys.secret_key]
+    table = runner.invoke(cli, ["compare", "--kind", "app", *keys, "baseline", "concise"])
+    assert table.exit_code == 0, table.output
+    assert "latency_ms" in table.output and "b_worse" in table.output
+    as_json = runner.invoke(cli, ["compare", "--kind", "app", "--json", *keys, "baseline", "concise"])
+    assert json.loads(as_json.output)["b"]["version"] == "concise"
+    promote = ["--registry-url", registry.url, "--promote", "production"]
+    refused = runner.invoke(cli, ["winner", "--name", "support-reply", "--weight", "output_tokens=1", *keys, *promote])
+    assert refused.exit_code != 0 and "not promoting" in refused.output
+    promoted = runner.invoke(cli, ["winner", "--name", "support-reply", "--weight", "cost=1", *keys, *promote])
+    assert promoted.exit_code == 0, promoted.output
+    assert "support-reply version 2 now carries production" in promoted.output
+    async with httpx.AsyncClient(base_url=registry.url, headers=project.bearer, timeout=10) as api:
+        version = (await api.get("/api/v1/prompts/support-reply", params={"label": "production"})).json()
+        assert version["version"] == 2

@@ -2,6 +2,8 @@
 
 from vane.client import Vane
 from vane.config import ClientConfig
+from vane.deciding import CompareResult, Comparison, RankedVersion, TimeSeries, WinnerResult
+from vane.http_json import ApiError
 from vane.observe import observe
 from vane.prompt import Prompt
 from vane.prompts import PromptError, PromptNotFound, PromptRejected, RegistryUnavailable
@@ -10,7 +12,10 @@ from vane.tracing_generation import Generation, current_generation, update_curre
 from vane.tracing_register import EvalTag, ProjectType, flush, register
 
 __all__ = [
+    "ApiError",
     "ClientConfig",
+    "CompareResult",
+    "Comparison",
     "EvalTag",
     "Generation",
     "ProjectType",
@@ -18,9 +23,12 @@ __all__ = [
     "PromptError",
     "PromptNotFound",
     "PromptRejected",
+    "RankedVersion",
     "RegistryUnavailable",
     "ScoreError",
+    "TimeSeries",
     "Vane",
+    "WinnerResult",
     "current_generation",
     "flush",
     "observe",

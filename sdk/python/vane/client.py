@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from vane.config import ClientConfig
+from vane.deciding import DecidingMixin
 from vane.prompts import PromptsMixin
 from vane.tracing import TracingMixin
 
 
-class Vane(PromptsMixin, TracingMixin):
-    """Reads VANE_SECRET_KEY, VANE_PUBLIC_KEY, VANE_REGISTRY, VANE_OTLP_ENDPOINT and VANE_API_URL
-    where no argument is given."""
+class Vane(PromptsMixin, TracingMixin, DecidingMixin):
+    """Reads VANE_SECRET_KEY, VANE_PUBLIC_KEY, VANE_REGISTRY, VANE_OTLP_ENDPOINT, VANE_API_URL and
+    VANE_QUERY_URL where no argument is given."""
 
     def __init__(
         self,
@@ -18,8 +19,9 @@ class Vane(PromptsMixin, TracingMixin):
         registry: str | None = None,
         otlp_endpoint: str | None = None,
         api_url: str | None = None,
+        query_url: str | None = None,
     ) -> None:
-        self.config = ClientConfig.resolve(secret_key, public_key, registry, otlp_endpoint, api_url)
+        self.config = ClientConfig.resolve(secret_key, public_key, registry, otlp_endpoint, api_url, query_url)
         self._init_prompts()
         self._init_tracing()
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +10,7 @@ from typing import Any
 from opentelemetry import trace
 
 from vane.config import ClientConfig
+from vane.http_json import ApiError, call
 from vane.tracing_generation import Generation, generation_span
 from vane.tracing_register import current_provider, flush, register
 
@@ -91,19 +89,10 @@ class TracingMixin:
             body["data_type"] = data_type
         if comment:
             body["comment"] = comment
-        request = urllib.request.Request(
-            f"{self.config.api_url}/api/v1/scores",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.config.secret_key}"},
-            method="POST",
-        )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            raise ScoreError(f"Vane refused the score ({exc.code}): {exc.read().decode(errors='replace')}") from None
-        except urllib.error.URLError as exc:
-            raise ScoreError(f"cannot reach Vane at {self.config.api_url}: {exc.reason}") from None
+            call("POST", self.config.api_url, "/api/v1/scores", self.config.secret_key, body, timeout=timeout)
+        except ApiError as exc:
+            raise ScoreError(str(exc)) from None
         return str(body["id"])
 
     def flush(self, timeout_millis: int = 30_000) -> bool:
