@@ -33,6 +33,7 @@ from services.aggregator.rollup import (
     LATENCY,
     LEVELS,
     OUTPUT_TOKENS,
+    PICO,
     TTFT,
     Cell,
     RollupKey,
@@ -223,7 +224,7 @@ def _version_cells(project: uuid.UUID, key: RollupKey, start_minute: int, hours:
                 generations=n,
                 input_tokens=int(n * 400),
                 output_tokens=int(n * 90),
-                cost=float(cost.sum()),
+                cost=round(float(cost.sum()) * PICO),
                 first_ns=start_ns,
                 last_ns=start_ns + 59_000_000_000,
                 sketches={
@@ -240,14 +241,14 @@ def _version_cells(project: uuid.UUID, key: RollupKey, start_minute: int, hours:
     return cells
 
 
-async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int, versions: int, days: int) -> int:
+async def load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int, versions: int, days: int) -> int:
     rng = np.random.default_rng(5)
     hours = days * 24
     start_minute = (time.time_ns() // 60_000_000_000 - days * 1440) // 60 * 60
     per_hour = generations / versions / hours
     rows = 0
     for v in range(versions):
-        key = RollupKey(f"app-{v:03d}", "bench", v + 1, "gpt-4o")
+        key = RollupKey("bench-app", f"app-{v:03d}", "bench", v + 1, "gpt-4o")
         minutes = _version_cells(project, key, start_minute, hours, int(per_hour), rng)
         # hour cells stand for the minutes between the edges; the edges' minutes feed every level
         hourly = {k: c for k, c in minutes.items() if k[2] - start_minute in range(60, (hours - 1) * 60)}
@@ -264,6 +265,7 @@ async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int
                 p,
                 w,
                 b,
+                k.project_name,
                 k.app_version,
                 k.prompt_name,
                 k.prompt_version,
@@ -286,6 +288,7 @@ async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int
                 "project_id",
                 "width_minutes",
                 "bucket",
+                "project_name",
                 "app_version",
                 "prompt_name",
                 "prompt_version",
@@ -305,7 +308,7 @@ async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int
     return rows
 
 
-def _stamp(seconds: float) -> str:
+def stamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
@@ -324,9 +327,7 @@ async def _timed(http: httpx.AsyncClient, path: str, window: dict[str, str]) -> 
 
 def _moved_windows(now: float, n: int) -> list[dict[str, str]]:
     """n ranges of about 29 days whose edges fall in different hours (each covers other edge blocks)."""
-    return [
-        {"from": _stamp(now - 29.5 * 86400 + i * 97 * 60), "to": _stamp(now - 3600 - i * 53 * 60)} for i in range(n)
-    ]
+    return [{"from": stamp(now - 29.5 * 86400 + i * 97 * 60), "to": stamp(now - 3600 - i * 53 * 60)} for i in range(n)]
 
 
 async def _cold(
@@ -352,15 +353,15 @@ async def bench_query(env: dict[str, str], pool: asyncpg.Pool, log_dir: Path, ge
     async with pool.acquire() as conn:
         project, keys = await create_project(conn, f"bench-query-{secrets.token_hex(3)}")
     started = time.perf_counter()
-    rows = await _load_rollups(pool, project, generations, 100, 30)
+    rows = await load_rollups(pool, project, generations, 100, 30)
     print(f"query: loaded {rows:,} rollup rows for {generations:,} generations in {time.perf_counter() - started:.0f}s")
     aggregator = ServiceProcess("aggregator", env, log_dir).start()
     assert aggregator.proc is not None
     rss = PeakRss(aggregator.proc.pid)
     now = time.time()
-    window = {"from": _stamp(now - 30 * 86400 + 60), "to": _stamp(now)}
+    window = {"from": stamp(now - 30 * 86400 + 60), "to": stamp(now)}
     moved = _moved_windows(now, windows)
-    warm = {"from": _stamp(now - 30 * 86400), "to": _stamp(now - 29.8 * 86400)}  # days no timed window covers
+    warm = {"from": stamp(now - 30 * 86400), "to": stamp(now - 29.8 * 86400)}  # days no timed window covers
     headers = {"Authorization": f"Bearer {keys.secret_key}"}
     paths = ("/api/v1/versions/metrics", "/api/v1/prompts/bench/metrics")
     async with httpx.AsyncClient(base_url=aggregator.url, headers=headers, timeout=30) as http:
