@@ -14,7 +14,7 @@ from typing import Any
 
 from litestar.di import Provide
 
-from services.aggregator import retention, version_merge
+from services.aggregator import compare_responder, retention, version_merge
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink, settle_runs
 from services.aggregator.decide_api import DecideController
@@ -94,6 +94,9 @@ async def build(resources: Resources) -> Sequence[Component]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), RETENTION_SECONDS)
 
+    async def answer_compares(stopping: asyncio.Event) -> None:
+        await compare_responder.serve(pool, bus, stopping)
+
     app = build_http_app(
         resources,
         [MetricsController, RunController, DecideController, *project_routes()],
@@ -110,6 +113,7 @@ async def build(resources: Resources) -> Sequence[Component]:
         Worker(f"{NAME}-scores", score_loop),
         Worker(f"{NAME}-upkeep", upkeep),
         Worker(f"{NAME}-retention", expire_runs),
+        Worker(f"{NAME}-compare-responder", answer_compares),
     ]
 
 

@@ -185,8 +185,17 @@ async def arms(
 
 
 async def compare(
-    pool: asyncpg.Pool, project: uuid.UUID, kind: str, name: str | None, a: str, b: str, filters: Filters, alpha: float
+    pool: asyncpg.Pool,
+    project: uuid.UUID,
+    kind: str,
+    name: str | None,
+    a: str,
+    b: str,
+    filters: Filters,
+    alpha: float,
+    only: set[str] | None = None,
 ) -> dict[str, Any]:
+    """b against a on every metric (those in `only`, when given), Holm-corrected across them."""
     if not 0 < alpha < 1:
         raise Invalid(f"alpha must be between 0 and 1, got {alpha}")
     async with pool.acquire() as conn:
@@ -195,7 +204,7 @@ async def compare(
     missing = [v for v, key in ((a, key_a), (b, key_b)) if key not in data]
     if missing:
         raise NotFound(f"no runs of version {', '.join(missing)} in the range")
-    found = decide(comparisons(data[key_a], data[key_b], kinds), alpha)
+    found = decide(comparisons(data[key_a], data[key_b], kinds, only), alpha)
     return {
         "kind": kind,
         "name": name,

@@ -76,6 +76,12 @@ class Topology:
     def decisions_subject(self, kind: str) -> str:
         return f"{self.namespace}.decisions.{kind}"
 
+    # Core NATS request/reply: the aggregator's replicas (queue group "aggregator") answer a compare
+    # asked by another service (the registry's rollouts), as GET /api/v1/compare would.
+    @property
+    def compare_subject(self) -> str:
+        return f"{self.namespace}.compare"
+
     def dead_letter_subject(self, stream: str) -> str:
         return f"{self.namespace}.dead.{stream.lower()}"
 

@@ -115,6 +115,14 @@ async def test_compare_and_winner_find_the_planted_effect_and_honour_a_lower_is_
         with pytest.raises(vane.ApiError, match="latency"):
             client.winner({"latency": 1}, kind="app")
 
+    # the same compare over NATS, as the registry's rollouts ask it (only the metrics asked for)
+    ask = {"project_id": str(project.id), "kind": "app", "a": "baseline", "b": "concise", "metrics": ["latency_ms"]}
+    reply = json.loads((await bus.nc.request(bus.topology.compare_subject, json.dumps(ask).encode(), timeout=10)).data)
+    assert {(c["metric"], c["verdict"]) for c in reply["metrics"]} == {("latency_ms", "b_worse")}
+    ask["b"] = "nope"
+    reply = json.loads((await bus.nc.request(bus.topology.compare_subject, json.dumps(ask).encode(), timeout=10)).data)
+    assert reply["error"]["code"] == "not_found"
+
     # the CLI: tables, --json, and --promote only for a clear winner
     async with httpx.AsyncClient(base_url=registry.url, headers=project.bearer, timeout=10) as api:
         for text in ("Hello {{name}}", "Hi {{name}}"):
