@@ -136,6 +136,11 @@ def test_split_label_gives_the_sdk_and_the_registry_the_same_version_per_sticky_
             assert client.get_prompt("ab", sticky_key=user).version == server
     served = {client.get_prompt("ab").version for _ in range(200)}
     assert served == {1, 2}
+    # a run records the label it was served by, whatever labels its version holds
+    client.create_prompt("ab", "C", labels=["staging", "canary"])  # and "latest"
+    assert {client.get_prompt("ab").label for _ in range(20)} == {"production"}
+    assert client.get_prompt("ab", label="staging").label == "staging"
+    assert client.get_prompt("ab", version=3).label is None
 
 
 def test_sdk_writes_are_checked_by_the_registry(

@@ -25,6 +25,7 @@ class ServedPrompt:
     version: int
     labels: list[str] = field(default_factory=list)
     is_fallback: bool = False
+    label: str | None = None  # the label the fetch asked for
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def client(ingest: Any, make_project: Any) -> Iterator[Any]:  # noqa: F811
 
 async def test_a_generation_carries_prompt_version_usage_ttft_and_app_version(client: Any, infra: Infra) -> None:
     project, v = await client()
-    prompt = ServedPrompt("support-reply", 3, ["production"])
+    prompt = ServedPrompt("support-reply", 3, ["latest", "production"], label="production")
     with v.start_generation(
         name="reply", model="gpt-4o", prompt=prompt, input=[{"role": "user", "content": "Hi"}]
     ) as g:

@@ -20,6 +20,9 @@ class Prompt:
     variables: tuple[str, ...] = ()
     commit_message: str = ""
     is_fallback: bool = False
+    # The label this fetch asked for (production when none was named); None when fetched by version.
+    # Runs record it, not labels[0]: a version can hold several labels, a split label serves several.
+    label: str | None = None
 
     @classmethod
     def fallback(cls, name: str, body: PromptBody, config: dict[str, Any] | None = None) -> Prompt:

@@ -6,6 +6,7 @@ fresh until its TTL, then served stale while one background refresh per key runs
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class Entry:
 
     @classmethod
     def of(cls, fresh_until: float, label: str, choices: Sequence[tuple[Prompt, int]]) -> Entry:
+        if label:
+            choices = [(dataclasses.replace(p, label=label), w) for p, w in choices]
         weights = tuple(sorted((p.version, w) for p, w in choices))
         by_version = {p.version: p for p, _ in choices}
         single = choices[0][0] if len(choices) == 1 else None

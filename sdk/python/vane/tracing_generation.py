@@ -39,9 +39,9 @@ def prompt_attributes(prompt: Any) -> dict[str, Any]:
     if prompt is None or getattr(prompt, "is_fallback", False) or not getattr(prompt, "version", 0):
         return {}
     out: dict[str, Any] = {"gen_ai.prompt.template.name": prompt.name, "gen_ai.prompt.template.version": prompt.version}
-    labels = list(getattr(prompt, "labels", None) or ())
-    if labels:
-        out["gen_ai.prompt.template.label"] = labels[0]
+    label = getattr(prompt, "label", None)
+    if label:
+        out["gen_ai.prompt.template.label"] = label
     return out
 
 
