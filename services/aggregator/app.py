@@ -14,10 +14,11 @@ from typing import Any
 
 from litestar.di import Provide
 
-from services.aggregator import compare_responder, retention, version_merge
+from services.aggregator import compare_responder, regressions, retention, version_merge
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink, settle_runs
 from services.aggregator.decide_api import DecideController
+from services.aggregator.experiments_api import ExperimentController, RegistryLink
 from services.aggregator.store import Partitions
 from services.common.bus import BatchHandler, Topology, run_pull_consumer
 from services.common.http import build_http_app, project_routes
@@ -97,11 +98,19 @@ async def build(resources: Resources) -> Sequence[Component]:
     async def answer_compares(stopping: asyncio.Event) -> None:
         await compare_responder.serve(pool, bus, stopping)
 
+    async def find_regressions(stopping: asyncio.Event) -> None:
+        await regressions.run(pool, bus, settings.regression_min_samples, settings.regression_margin, stopping)
+
+    registry = RegistryLink(settings.registry_url)
+
     app = build_http_app(
         resources,
-        [MetricsController, RunController, DecideController, *project_routes()],
+        [MetricsController, RunController, DecideController, ExperimentController, *project_routes()],
         title="Vane query API",
-        dependencies={"pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False)},
+        dependencies={
+            "pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False),
+            "registry": Provide(lambda: registry, use_cache=True, sync_to_thread=False),
+        },
     )
     # What start-up made (modules, pools, the app) lives as long as the process: out of the collector's
     # sight, a full collection walks only what requests made since (a metrics query makes ~40,000
@@ -114,6 +123,7 @@ async def build(resources: Resources) -> Sequence[Component]:
         Worker(f"{NAME}-upkeep", upkeep),
         Worker(f"{NAME}-retention", expire_runs),
         Worker(f"{NAME}-compare-responder", answer_compares),
+        Worker(f"{NAME}-regressions", find_regressions),
     ]
 
 

@@ -37,6 +37,7 @@ class VersionData:
 
     generations: int = 0
     errors: int = 0
+    cost: float | None = None  # the exact total (dollars), where the rows were read
     sketches: dict[str, Sketch] = field(default_factory=dict)
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
     runs: int = 0
@@ -86,7 +87,7 @@ async def read_versions(
     for g, blobs in read.blobs.items():
         cell = query.counters(read.versions[g].rows)
         sketches, categories = _merged(blobs)
-        out[g] = VersionData(cell.generations, cell.errors, sketches, categories)
+        out[g] = VersionData(cell.generations, cell.errors, float(cell.cost), sketches, categories)
     if prompt_name is None and filters.model is None and filters.label is None:  # runs have no model or label
         await _add_runs(conn, project, blocks, filters.project_name, wanted, out)
     return out

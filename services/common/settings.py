@@ -63,6 +63,9 @@ class Settings:
     registry_workers: int = 1  # registry processes sharing its ports (SO_REUSEPORT)
     runs_retention_days: int = 30  # runs (and their scores) kept this long; 0: forever. Rollups stay.
     run_settle_seconds: float = 60.0  # a trace whose root span has not come is counted as a run after this
+    regression_min_samples: int = 200  # a moved label's new version is checked once it has this many runs
+    regression_margin: float = 0.05  # a significant worsening counts as a regression beyond this
+    registry_url: str = ""  # the registry's HTTP API, for the aggregator's experiment promotions
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,6 +100,10 @@ class Settings:
             registry_workers=env_int("VANE_REGISTRY_WORKERS", 1),
             runs_retention_days=env_int("VANE_RUNS_RETENTION_DAYS", 30),
             run_settle_seconds=env_float("VANE_RUN_SETTLE_SECONDS", 60.0),
+            regression_min_samples=env_int("VANE_REGRESSION_MIN_SAMPLES", 200),
+            regression_margin=env_float("VANE_REGRESSION_MARGIN", 0.05),
+            registry_url=env_str("VANE_REGISTRY_URL", "")
+            or f"http://127.0.0.1:{env_int('VANE_REGISTRY_HTTP_PORT', 8081)}",
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -137,4 +144,7 @@ ENVIRONMENT = [
     ("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", "5", "ingest answers 503 when JetStream has not acked by then"),
     ("VANE_REGISTRY_WORKERS", "1", "registry processes sharing its two ports (SO_REUSEPORT), one per core"),
     ("VANE_RUNS_RETENTION_DAYS", "30", "days runs and their scores are kept (0: forever); rollups are always kept"),
+    ("VANE_REGRESSION_MIN_SAMPLES", "200", "runs a moved label's new version needs before it is checked"),
+    ("VANE_REGRESSION_MARGIN", "0.05", "a significant worsening beyond this share is a regression"),
+    ("VANE_REGISTRY_URL", "http://127.0.0.1:8081", "the registry's HTTP API (the aggregator's promotions)"),
 ]
