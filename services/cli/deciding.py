@@ -17,17 +17,17 @@ from services.common.settings import Settings
 
 _VERDICT_STYLE = {"b_better": "bold green", "b_worse": "bold red", "different": "yellow", "no_difference": "dim"}
 
-_query_url = click.option(
+query_url_option = click.option(
     "--url", envvar="VANE_QUERY_URL", help="the aggregator's query API [default: http://127.0.0.1:8080]"
 )
-_secret_key = click.option(
+secret_key_option = click.option(
     "--secret-key", envvar="VANE_SECRET_KEY", required=True, help="the project's secret key (sk-vane-…)"
 )
 _window = [
     click.option("--from", "start", default=None, help="ISO 8601 start (inclusive)"),
     click.option("--to", "end", default=None, help="ISO 8601 end (exclusive)"),
 ]
-_as_json = click.option("--json", "as_json", is_flag=True, help="print the API's JSON answer")
+json_option = click.option("--json", "as_json", is_flag=True, help="print the API's JSON answer")
 
 
 def _with(options: list[Any]) -> Any:
@@ -39,7 +39,7 @@ def _with(options: list[Any]) -> Any:
     return wrap
 
 
-def _ask(url: str | None, secret_key: str, method: str, path: str, **kwargs: Any) -> Any:
+def ask(url: str | None, secret_key: str, method: str, path: str, **kwargs: Any) -> Any:
     base = (url or f"http://127.0.0.1:{Settings.from_env().aggregator_port}").rstrip("/")
     try:
         return call(method, base, path, secret_key, **kwargs)
@@ -47,7 +47,7 @@ def _ask(url: str | None, secret_key: str, method: str, path: str, **kwargs: Any
         raise click.ClickException(str(exc)) from None
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -61,9 +61,9 @@ def _number(value: Any) -> str:
 @click.option("--project-name", default=None, help="the app's name, when two apps share a version name (kind app)")
 @click.option("--alpha", type=float, default=None, help="family-wise error rate [default: 0.05]")
 @_with(_window)
-@_query_url
-@_secret_key
-@_as_json
+@query_url_option
+@secret_key_option
+@json_option
 @click.argument("a")
 @click.argument("b")
 def compare_command(
@@ -81,7 +81,7 @@ def compare_command(
 ) -> None:
     """Compare version B against version A on every metric, with statistics."""
     params = {"kind": kind, "name": name, "a": a, "b": b, "from": start, "to": end, "alpha": alpha}
-    body = _ask(url, secret_key, "GET", "/api/v1/compare", params={**params, "project_name": project_name})
+    body = ask(url, secret_key, "GET", "/api/v1/compare", params={**params, "project_name": project_name})
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
@@ -99,11 +99,11 @@ def compare_command(
             c["metric"],
             c["statistic"],
             c["better"],
-            _number(c["a"]["estimate"]),
-            _number(c["b"]["estimate"]),
-            _number(c["difference"]),
-            f"[{_number(ci[0])}, {_number(ci[1])}]" if ci else "–",
-            _number(c["p_value"]),
+            number(c["a"]["estimate"]),
+            number(c["b"]["estimate"]),
+            number(c["difference"]),
+            f"[{number(ci[0])}, {number(ci[1])}]" if ci else "–",
+            number(c["p_value"]),
             c["test"] or "–",
             f"[{_VERDICT_STYLE.get(c['verdict'], '')}]{verdict}",
         )
@@ -132,9 +132,9 @@ def _weights(values: tuple[str, ...]) -> dict[str, float]:
 @click.option("--promote", "promote_label", default=None, help="move this label onto the winner, if it is clear")
 @click.option("--registry-url", envvar="VANE_REGISTRY_URL", help="the registry's HTTP API (for --promote)")
 @_with(_window)
-@_query_url
-@_secret_key
-@_as_json
+@query_url_option
+@secret_key_option
+@json_option
 def winner_command(
     kind: str,
     name: str | None,
@@ -157,7 +157,7 @@ def winner_command(
     request.update({k: v for k, v in optional.items() if v is not None})
     if candidates:
         request["candidates"] = [int(c) if kind == "prompt" and c.isdigit() else c for c in candidates]
-    body = _ask(url, secret_key, "POST", "/api/v1/winner", body=request)
+    body = ask(url, secret_key, "POST", "/api/v1/winner", body=request)
     if as_json:
         click.echo(json.dumps(body, indent=2))
     else:
@@ -166,7 +166,7 @@ def winner_command(
         for column in ("rank", "version", "score", *metrics):
             table.add_column(column, justify="left" if column == "version" else "right")
         for r in body["ranking"]:
-            cells = [f"{_number(r['metrics'].get(m))} ({r['contributions'].get(m, 0):.2f})" for m in metrics]
+            cells = [f"{number(r['metrics'].get(m))} ({r['contributions'].get(m, 0):.2f})" for m in metrics]
             table.add_row(str(r["rank"]), str(r["version"]), f"{r['score']:.3f}", *cells)
         console = Console()
         console.print(table)

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import vane
+from click.testing import CliRunner
 
+from services.cli.main import cli
 from services.common.bus import Bus
 from tests.support.aggregator_load import STREAM_MAX_BYTES, eventually, make_load, publish_spans
 
@@ -111,6 +113,17 @@ async def test_an_experiment_on_a_split_label_counts_its_arms_checks_the_ratio_a
         listed = (await query.get("/api/v1/experiments")).json()["experiments"]
         assert {e["name"] for e in listed} == {"tone", "ratio"}
 
+        # the SDK and the CLI read the same experiment
+        reader = vane.Vane(secret_key=project.keys.secret_key, query_url=aggregator.url)
+        seen = reader.experiment(srm["id"])
+        assert seen.srm_mismatch and [a.version for a in seen.arms] == [1, 2]
+        assert {e.name for e in reader.experiments()} == {"tone", "ratio"}
+        keys = ["--url", aggregator.url, "--secret-key", project.keys.secret_key]
+        shown = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["experiments", "show", srm["id"], *keys])
+        assert shown.exit_code == 0 and "MISMATCH" in shown.output, shown.output
+        as_json = CliRunner().invoke(cli, ["experiments", "show", "--json", experiment["id"], *keys])
+        assert json.loads(as_json.output)["name"] == "tone"
+
         # stop: promote moves the label onto that version alone
         stopped = await query.post(
             f"/api/v1/experiments/{experiment['id']}/stop", json={"decision": "promote", "version": 2}
@@ -118,7 +131,7 @@ async def test_an_experiment_on_a_split_label_counts_its_arms_checks_the_ratio_a
         assert stopped.status_code == 200, stopped.text
         assert stopped.json()["status"] == "stopped" and stopped.json()["decision"]["version"] == 2
         labels = (await api.get("/api/v1/prompts/ab/labels")).json()["labels"]
-        assert labels["production"] == [{"version": 2, "weight": 100}] or labels["production"] == 2, labels
+        assert labels["production"] == [{"version": 2, "weight": 100}], labels
         again = await query.post(f"/api/v1/experiments/{experiment['id']}/stop", json={"decision": "keep"})
         assert again.status_code == 409
         other = await make_project()

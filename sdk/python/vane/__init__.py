@@ -2,7 +2,7 @@
 
 from vane.client import Vane
 from vane.config import ClientConfig
-from vane.deciding import CompareResult, Comparison, RankedVersion, TimeSeries, WinnerResult
+from vane.deciding import CompareResult, Comparison, Experiment, RankedVersion, Regression, TimeSeries, WinnerResult
 from vane.http_json import ApiError
 from vane.observe import observe
 from vane.prompt import Prompt
@@ -17,6 +17,7 @@ __all__ = [
     "CompareResult",
     "Comparison",
     "EvalTag",
+    "Experiment",
     "Generation",
     "ProjectType",
     "Prompt",
@@ -25,6 +26,7 @@ __all__ = [
     "PromptRejected",
     "RankedVersion",
     "RegistryUnavailable",
+    "Regression",
     "ScoreError",
     "TimeSeries",
     "Vane",

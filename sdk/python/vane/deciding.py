@@ -221,3 +221,114 @@ class DecidingMixin:
             clear=body["clear"],
             reason=body["reason"],
         )
+
+
+@dataclass(frozen=True)
+class ExperimentArm:
+    version: int
+    weight: int
+    n: int
+    observed_share: float | None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment on a split label, as GET /api/v1/experiments/{id} answers it."""
+
+    id: str
+    name: str
+    prompt: str
+    label: str
+    status: str
+    started_at: str
+    arms: list[ExperimentArm]
+    srm_p_value: float
+    srm_mismatch: bool
+    primary: dict[str, Any]  # metric, estimates, probability_best, sequential_ci95, verdict, winner
+    guardrails: list[Comparison]
+    decision: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Experiment:
+        return cls(
+            id=body["id"],
+            name=body["name"],
+            prompt=body["prompt"],
+            label=body["label"],
+            status=body["status"],
+            started_at=body["started_at"],
+            arms=[ExperimentArm(a["version"], a["weight"], a["n"], a["observed_share"]) for a in body["arms"]],
+            srm_p_value=body["srm"]["p_value"],
+            srm_mismatch=body["srm"]["mismatch"],
+            primary=dict(body["primary"]),
+            guardrails=[Comparison.of(c) for c in body["guardrails"]],
+            decision=body.get("decision"),
+        )
+
+
+@dataclass(frozen=True)
+class Regression:
+    id: str
+    prompt: str
+    label: str
+    from_version: int
+    to_version: int
+    detected_at: str
+    metric: str
+    comparison: Comparison
+
+
+class ExperimentsMixin(DecidingMixin):
+    """Experiments and regressions (the aggregator's API), beside compare, winner and timeseries."""
+
+    def create_experiment(
+        self,
+        name: str,
+        prompt: str,
+        label: str,
+        primary_metric: str,
+        guardrails: Sequence[str] = (),
+        min_samples_per_arm: int = 100,
+    ) -> Experiment:
+        """Start an experiment on a label that splits traffic (its arms are the split's versions)."""
+        body = {
+            "name": name,
+            "prompt": prompt,
+            "label": label,
+            "primary_metric": primary_metric,
+            "guardrails": list(guardrails),
+            "min_samples_per_arm": min_samples_per_arm,
+        }
+        return Experiment.of(self._query("POST", "/api/v1/experiments", body=body))
+
+    def experiment(self, experiment_id: str) -> Experiment:
+        return Experiment.of(self._query("GET", f"/api/v1/experiments/{experiment_id}"))
+
+    def experiments(self) -> list[Experiment]:
+        return [Experiment.of(e) for e in self._query("GET", "/api/v1/experiments")["experiments"]]
+
+    def stop_experiment(
+        self, experiment_id: str, decision: Literal["promote", "keep"], version: int | None = None
+    ) -> Experiment:
+        """Stop; "promote" moves the label onto `version` (or the winner) alone."""
+        body: dict[str, Any] = {"decision": decision}
+        if version is not None:
+            body["version"] = version
+        return Experiment.of(self._query("POST", f"/api/v1/experiments/{experiment_id}/stop", body=body))
+
+    def regressions(self, prompt: str | None = None, start: Moment = None, end: Moment = None) -> list[Regression]:
+        """Significant worsenings found after label moves, newest first."""
+        found = self._query("GET", "/api/v1/regressions", params={"prompt": prompt, "from": start, "to": end})
+        return [
+            Regression(
+                r["id"],
+                r["prompt"],
+                r["label"],
+                r["from_version"],
+                r["to_version"],
+                r["detected_at"],
+                r["metric"],
+                Comparison.of(r["comparison"]),
+            )
+            for r in found["regressions"]
+        ]
