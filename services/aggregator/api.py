@@ -11,7 +11,7 @@ import asyncpg
 from litestar import Controller, Response, get
 from litestar.params import Parameter
 
-from services.aggregator import bodies, query, timeseries, traces
+from services.aggregator import bodies, query, timeseries, trace_list, traces
 from services.aggregator.bodies import json_response
 from services.aggregator.query import Filters
 from services.aggregator.traces import RunFilters
@@ -114,6 +114,23 @@ class RunController(Controller):
         """Stored runs (spans), newest first; pass `next_cursor` back as `cursor` for the next page."""
         filters = RunFilters(app_version, prompt_name, prompt_version, model, kind, status, start, end)
         return await traces.list_runs(pool, project_id, filters, limit, cursor)
+
+    @get("/traces")
+    async def list_traces(
+        self,
+        pool: asyncpg.Pool,
+        project_id: uuid.UUID,
+        start: From,
+        end: To,
+        app_version: str | None = None,
+        project_name: ProjectName = None,
+        status: Annotated[str | None, Parameter(description="ok or error (any span erred)")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Runs (traces), newest first, with their latency, cost, tokens, status, span count and scores."""
+        filters = trace_list.TraceFilters(app_version, project_name, status, start, end)
+        return await trace_list.list_traces(pool, project_id, filters, limit, cursor)
 
     @get("/runs/{trace_id:str}")
     async def trace(self, pool: asyncpg.Pool, project_id: uuid.UUID, trace_id: str) -> dict[str, Any]:

@@ -132,6 +132,27 @@ async def test_runs_of_shuffled_spans_are_counted_once_with_their_traces_figures
         # a run's figures are not per generation: these are one per trace, not per LLM span
         assert rows["v1"]["generation_count"] == sum(s.kind == "llm" for t in traces["v1"] for s in t.spans)
 
+        # the runs list: one entry per trace, newest first, with the trace's own figures
+        listed: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"app_version": "v1", "limit": 40, **({"cursor": cursor} if cursor else {})}
+            page = (await http.get("/api/v1/traces", params=params)).json()
+            listed.extend(page["traces"])
+            if not (cursor := page["next_cursor"]):
+                break
+        truth = {t.spans[0].trace_id.hex(): t for t in traces["v1"]}
+        assert len(listed) == 150 and {r["trace_id"] for r in listed} == set(truth)
+        assert [r["start_time"] for r in listed] == sorted((r["start_time"] for r in listed), reverse=True)
+        for run in listed:
+            t = truth[run["trace_id"]]
+            assert run["span_count"] == len(t.spans) and run["status"] == ("error" if t.error else "ok")
+            assert run["cost"] == pytest.approx(float(t.cost), rel=1e-9)
+            assert run["latency_ms"] == pytest.approx(t.root_ms, rel=1e-6)
+        errors = (await http.get("/api/v1/traces", params={"app_version": "v1", "status": "error"})).json()
+        assert len(errors["traces"]) == min(50, sum(t.error for t in traces["v1"]))
+        assert (await http.get("/api/v1/traces", params={"status": "sideways"})).status_code == 400
+
 
 async def test_a_trace_whose_root_never_comes_is_counted_after_the_settle_window(
     make_project: Callable[..., Any], start_service: Callable[..., Any], bus: Bus, namespace: str
