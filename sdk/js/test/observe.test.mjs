@@ -1,6 +1,9 @@
-// observe() on sync and async functions, through a registered provider whose exporter is in memory.
+// register() and observe(): the resource, the export to {endpoint}/v1/traces with the key (to a
+// local HTTP server standing in for ingest), and spans of sync and async functions (read back from
+// an in-memory exporter added beside it).
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { createServer } from "node:http";
+import { after, test } from "node:test";
 
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 
@@ -9,9 +12,21 @@ import { evalTagDict, resourceAttributes } from "../dist/esm/tracing_register.js
 
 const exporter = new InMemorySpanExporter();
 // register() exports to ingest; here a second processor keeps the spans in memory as well.
-register({
+const received = [];
+const ingest = createServer((request, response) => {
+  const chunks = [];
+  request.on("data", (chunk) => chunks.push(chunk));
+  request.on("end", () => {
+    received.push({ url: request.url, headers: request.headers, bytes: Buffer.concat(chunks).length });
+    response.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+  });
+});
+await new Promise((resolve) => ingest.listen(0, "127.0.0.1", resolve));
+after(() => ingest.close());
+const provider = register({
   projectName: "unit",
-  endpoint: "http://127.0.0.1:9",
+  secretKey: "sk-vane-unit",
+  endpoint: `http://127.0.0.1:${ingest.address().port}/`,
   setGlobalTracerProvider: false,
   spanProcessors: [new SimpleSpanProcessor(exporter)],
 });
@@ -63,4 +78,16 @@ test("observe marks a failing function's span and rethrows", async () => {
   assert.throws(() => broken(), /no/);
   assert.equal(finished("broken").status.code, 2);
   assert.equal(finished("broken").attributes["gen_ai.span.kind"], "CHAIN");
+});
+
+test("flush sends the spans as OTLP protobuf to /v1/traces with the bearer key", async () => {
+  observe(() => "x", { name: "flushed" })();
+  await provider.forceFlush();
+  assert.ok(received.length >= 1);
+  const [first] = received;
+  assert.deepEqual(
+    [first.url, first.headers["authorization"], first.headers["content-type"]],
+    ["/v1/traces", "Bearer sk-vane-unit", "application/x-protobuf"],
+  );
+  assert.ok(first.bytes > 0);
 });
