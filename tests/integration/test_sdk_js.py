@@ -7,6 +7,7 @@ version and app version, with its tokens and score."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from services.common.auth import create_project
 from services.common.settings import Settings
 from tests.conftest import Infra, Project
 from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams
-from tests.support.node_sdk import NodeDriver, build_sdk, run_node_tests
+from tests.support.node_sdk import SDK_JS, NodeDriver, build_sdk, pack_listing, run_node_tests
 from tests.support.processes import ServiceProcess
 
 DEADLINE_SECONDS = 30.0
@@ -107,6 +108,17 @@ def test_node_tests_of_the_sdk_pass_on_its_esm_and_commonjs_builds(sdk_js: None)
     result = run_node_tests()
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "# fail 0" in result.stdout
+
+
+def test_npm_pack_ships_typed_esm_and_commonjs_entry_points(sdk_js: None) -> None:
+    [packed] = json.loads(pack_listing())
+    files = {f["path"] for f in packed["files"]}
+    for build in ("esm", "cjs"):
+        assert {f"dist/{build}/index.js", f"dist/{build}/index.d.ts", f"dist/{build}/package.json"} <= files
+    manifest = json.loads((SDK_JS / "package.json").read_text())
+    assert all(d.startswith(("@grpc/", "@opentelemetry/")) for d in manifest["dependencies"])
+    assert manifest["exports"]["."]["require"]["default"] == "./dist/cjs/index.js"
+    assert manifest["exports"]["."]["import"]["default"] == "./dist/esm/index.js"
 
 
 def test_get_prompt_by_label_compiles_and_serves_the_cached_object(

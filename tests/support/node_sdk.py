@@ -45,6 +45,11 @@ def run_node_tests() -> subprocess.CompletedProcess[str]:
     )
 
 
+def pack_listing() -> str:
+    """What `npm pack` would put in the tarball, as npm's JSON (the build has already run)."""
+    return _run("npm", "pack", "--dry-run", "--json", "--ignore-scripts").stdout
+
+
 class NodeDriver:
     """One `node scenarios/driver.mjs` process: `call(op, **args)` sends a call and returns its answer."""
 
