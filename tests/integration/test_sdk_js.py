@@ -194,6 +194,48 @@ def test_js_client_keeps_serving_when_the_registry_dies_and_a_fresh_one_gets_its
     assert refused["error"] == "RegistryUnavailable" and f"127.0.0.1:{own.grpc_port}" in refused["message"]
 
 
+def test_js_writes_are_checked_by_the_registry(stack: Stack, project: Project, node: Callable[..., NodeDriver]) -> None:
+    js = node(**_client_env(stack, project))
+    js.call("client")
+    created = js.call(
+        "create",
+        name="w",
+        prompt="x {{y}}",
+        options={"labels": ["staging"], "config": {"n": 1}, "commitMessage": "first"},
+    )
+    assert (created["version"], created["labels"], created["config"], created["variables"]) == (
+        1,
+        ["latest", "staging"],
+        {"n": 1},
+        ["y"],
+    )
+    chat = [{"role": "system", "content": "Be {{tone}}"}, {"type": "placeholder", "name": "history"}]
+    assert js.call("create", name="w", prompt=chat)["prompt"] == chat
+    moved = js.call("setLabels", name="w", version=1, labels=["production"])
+    assert moved["labels"] == ["production", "staging"]
+    refused = js.call("setLabels", name="w", version=1, labels=["latest"])
+    assert refused["error"] == "PromptRejected" and "maintained by the registry" in refused["message"]
+    assert js.call("setLabels", name="w", version=5, labels=["production"])["error"] == "PromptNotFound"
+
+
+def test_split_label_gives_the_js_sdk_and_the_registry_the_same_version_per_sticky_key(
+    stack: Stack, project: Project, node: Callable[..., NodeDriver]
+) -> None:
+    js = node(**_client_env(stack, project))
+    js.call("client")
+    js.call("create", name="ab", prompt="A")
+    js.call("create", name="ab", prompt="B")
+    assert js.call("setLabelSplit", name="ab", label="production", weights={"1": 50, "2": 50}) == {
+        "split": {"1": 50, "2": 50}
+    }
+    users = [f"user-{i}" for i in range(40)]
+    drawn = js.call("draws", name="ab", stickyKeys=users, draws=200)
+    with httpx.Client(base_url=stack.registry.url, headers=project.bearer, timeout=10) as http:
+        served = [http.get("/api/v1/prompts/ab", params={"sticky_key": u}).json()["version"] for u in users]
+    assert drawn["sticky"] == served and set(served) == {1, 2}
+    assert drawn["random"] == [1, 2]
+
+
 def test_unknown_key_is_refused_with_a_clear_error(
     stack: Stack, project: Project, node: Callable[..., NodeDriver]
 ) -> None:

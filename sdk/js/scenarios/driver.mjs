@@ -34,6 +34,17 @@ const ops = {
     prompts.set(keep, p);
     return { ...described(p, compile), same };
   },
+  create: async ({ client: c, name, prompt, options }) => described(await client(c).createPrompt(name, prompt, options)),
+  setLabels: async ({ client: c, name, version, labels }) => described(await client(c).setLabels(name, version, labels)),
+  setLabelSplit: async ({ client: c, name, label, weights }) => ({ split: await client(c).setLabelSplit(name, label, weights) }),
+  // The versions a split label serves: one fetch per sticky key, then `draws` fetches without one.
+  draws: async ({ client: c, name, stickyKeys = [], draws = 0 }) => {
+    const sticky = [];
+    for (const stickyKey of stickyKeys) sticky.push((await client(c).getPrompt(name, { stickyKey })).version);
+    const random = new Set();
+    for (let i = 0; i < draws; i++) random.add((await client(c).getPrompt(name)).version);
+    return { sticky, random: [...random].sort() };
+  },
   watching: async ({ client: c }) => ({ watching: await client(c).watching(10_000) }),
   // Poll the cache (no refetch: a long TTL) until the label serves `version`.
   until: async ({ client: c, name, options = {}, version, timeoutMs = 10_000 }) => {
