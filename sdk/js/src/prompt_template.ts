@@ -37,7 +37,8 @@ export function variablesOf(body: PromptBody): string[] {
   return [...seen];
 }
 
-/** Replace each `{{name}}` that has a value; leave the others as they are. */
+/** Replace each `{{name}}` that has a value; leave the others as they are. (An `undefined` value
+ * counts as none, JSON and Python having no such value; `null` is written as Python's `None`.) */
 export function fill(text: string, values: Variables): string {
   return text.replace(variablePattern(), (whole: string, name: string) =>
     Object.hasOwn(values, name) && values[name] !== undefined ? pythonStr(values[name]) : whole,
