@@ -138,7 +138,7 @@ def test_get_prompt_by_label_compiles_and_serves_the_cached_object(
         False,
         "Hi Ada!",
     )
-    assert (p["labels"], p["variables"]) == (["latest", "production"], ["name"])
+    assert (p["labels"], p["variables"], p["label"]) == (["latest", "production"], ["name"], "production")
     assert js.call("get", name="greet")["same"]  # no label serves production, from the cache: the same object
     first = js.call("get", name="greet", options={"version": 1}, compile={"name": "Ada"})
     assert (first["version"], first["config"], first["compiled"]) == (

@@ -13,7 +13,7 @@ const client = (name = "main") => {
   return found;
 };
 const described = (p, compileWith) => ({
-  name: p.name, version: p.version, type: p.type, labels: [...p.labels], config: p.config,
+  name: p.name, version: p.version, type: p.type, labels: [...p.labels], label: p.label, config: p.config,
   variables: [...p.variables], isFallback: p.isFallback, prompt: p.prompt,
   ...(compileWith ? { compiled: p.compile(compileWith) } : {}),
 });

@@ -15,6 +15,7 @@ export interface PromptFields {
   variables?: readonly string[];
   commitMessage?: string;
   isFallback?: boolean;
+  label?: string | null;
 }
 
 export class Prompt {
@@ -28,6 +29,9 @@ export class Prompt {
   readonly variables: readonly string[];
   readonly commitMessage: string;
   readonly isFallback: boolean;
+  /** The label this fetch asked for (production when none was named); null when fetched by version.
+   * Runs record it, not labels[0]: a version can hold several labels, a split label serves several. */
+  readonly label: string | null;
 
   constructor(fields: PromptFields) {
     this.name = fields.name;
@@ -40,6 +44,7 @@ export class Prompt {
     this.variables = Object.freeze([...(fields.variables ?? [])]);
     this.commitMessage = fields.commitMessage ?? "";
     this.isFallback = fields.isFallback ?? false;
+    this.label = fields.label ?? null;
     Object.freeze(this);
   }
 
@@ -51,6 +56,11 @@ export class Prompt {
 
   /** A string for a text prompt; for a chat prompt a list of messages, with each placeholder
    * filled from the list of messages passed under its name. */
+  /** This prompt as served by a label. */
+  withLabel(label: string): Prompt {
+    return new Prompt({ ...this, label });
+  }
+
   compile(values: Variables = {}): PromptBody {
     return compileBody(this.prompt, values);
   }

@@ -39,6 +39,7 @@ export class Entry {
   constructor(freshUntil: number, label: string, choices: ReadonlyArray<readonly [Prompt, number]>) {
     this.freshUntil = freshUntil;
     this.label = label;
+    if (label) choices = choices.map(([p, w]) => [p.withLabel(label), w] as const);
     this.weights = choices.map(([p, w]) => [p.version, w] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     this.byVersion = new Map(choices.map(([p]) => [p.version, p]));
     this.single = choices.length === 1 ? (choices[0] as readonly [Prompt, number])[0] : undefined;

@@ -36,7 +36,7 @@ export type Usage = Readonly<Record<string, number | null | undefined>>;
 export interface PromptLink {
   name: string;
   version: number;
-  labels?: readonly string[];
+  label?: string | null;
   isFallback?: boolean;
 }
 
@@ -70,7 +70,7 @@ export function asText(value: unknown): string {
 export function promptAttributes(prompt: PromptLink | null | undefined): Attributes {
   if (!prompt || prompt.isFallback || !prompt.version) return {};
   const out: Attributes = { "gen_ai.prompt.template.name": prompt.name, "gen_ai.prompt.template.version": prompt.version };
-  const label = prompt.labels?.[0];
+  const label = prompt.label;
   if (label) out["gen_ai.prompt.template.label"] = label;
   return out;
 }

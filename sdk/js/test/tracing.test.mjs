@@ -19,9 +19,9 @@ const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcess
 const tracer = provider.getTracer("test");
 const finished = (name) => exporter.getFinishedSpans().find((s) => s.name === name);
 
-const served = new Prompt({ name: "support-reply", version: 3, type: "text", prompt: "Hi {{name}}", labels: ["production", "latest"] });
+const served = new Prompt({ name: "support-reply", version: 3, type: "text", prompt: "Hi {{name}}", labels: ["latest", "production"], label: "production" });
 
-test("a served prompt links its name, version and first label; a fallback or none links nothing", () => {
+test("a served prompt links its name, version and the label it was fetched by; a fallback or none links nothing", () => {
   assert.deepEqual(promptAttributes(served), {
     "gen_ai.prompt.template.name": "support-reply",
     "gen_ai.prompt.template.version": 3,
