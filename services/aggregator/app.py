@@ -17,6 +17,7 @@ from litestar.di import Provide
 from services.aggregator import compare_responder, regressions, retention, version_merge
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink, settle_runs
+from services.aggregator.datasets_api import DatasetController
 from services.aggregator.decide_api import DecideController
 from services.aggregator.experiments_api import ExperimentController, RegistryLink
 from services.aggregator.store import Partitions
@@ -105,7 +106,14 @@ async def build(resources: Resources) -> Sequence[Component]:
 
     app = build_http_app(
         resources,
-        [MetricsController, RunController, DecideController, ExperimentController, *project_routes()],
+        [
+            MetricsController,
+            RunController,
+            DecideController,
+            ExperimentController,
+            DatasetController,
+            *project_routes(),
+        ],
         title="Vane query API",
         dependencies={
             "pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False),

@@ -16,7 +16,7 @@ import asyncpg
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.aggregator import store
+from services.aggregator import dataset_links, store
 from services.aggregator.assembly import assemble, settle_waiting
 from services.aggregator.decode import ACCELERATED, DecodedSpans, ScoreRow, Undecodable, decode_scores, decode_spans
 from services.aggregator.rollup import AppliedScore, at_levels, batch_minute_cells, minute_cells
@@ -86,6 +86,7 @@ class SpanSink:
 
         async def work(conn: store.Conn) -> tuple[int, int]:
             stored = await store.store_runs(conn, batch)
+            await dataset_links.link(conn, batch, stored)
             applied = await store.settle_scores(conn, await store.pending_of_traces(conn, stored))
             await add_to_rollups(conn, at_levels(batch_minute_cells(stored.spans, stored.keys, applied)))
             runs = await assemble(conn, stored)

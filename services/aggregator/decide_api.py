@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 
-from services.aggregator import compare, winner
+from services.aggregator import compare, paired_compare, winner
 from services.aggregator.api import From, Label, Model, ProjectName, To
 from services.aggregator.bodies import json_response
 from services.aggregator.decide_bodies import ComparisonBody, WinnerBody
@@ -47,8 +47,15 @@ class DecideController(Controller):
         name: Annotated[str | None, Parameter(description="the prompt's name (kind=prompt)")] = None,
         project_name: ProjectName = None,
         alpha: Annotated[float, Parameter(description="family-wise error rate (Holm)")] = 0.05,
+        dataset: Annotated[
+            str | None, Parameter(description="pair the two app versions' runs of this dataset's items")
+        ] = None,
     ) -> Response[ComparisonBody]:
         """b against a on every metric: estimates, difference, 95% interval, p-value, test and verdict."""
+        if dataset is not None:
+            if not 0 < alpha < 1:
+                raise Invalid(f"alpha must be between 0 and 1, got {alpha}")
+            return json_response(await paired_compare.compare_by_item(pool, project_id, kind, dataset, a, b, alpha))
         filters = Filters(start, end, model, label, project_name)
         return json_response(await compare.compare(pool, project_id, kind, name, a, b, filters, alpha))
 

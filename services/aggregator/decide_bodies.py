@@ -25,9 +25,21 @@ class MetricComparison(msgspec.Struct, kw_only=True):
     ci95: list[float] | None
     p_value: float | None
     p_value_holm: float | None
-    test: Literal["mann_whitney_u", "bootstrap", "two_proportion_z", "fisher_exact", "chi_square"] | None
+    test: (
+        Literal[
+            "mann_whitney_u",
+            "bootstrap",
+            "two_proportion_z",
+            "fisher_exact",
+            "chi_square",
+            "wilcoxon_signed_rank",
+            "mcnemar",
+        ]
+        | None
+    )
     verdict: Literal["b_better", "b_worse", "no_difference", "not_enough_data", "different"]
     samples_needed: int | None  # per arm, for 80% power at the observed effect (not_enough_data only)
+    pairs: int | msgspec.UnsetType = msgspec.UNSET  # items both versions ran (compare with dataset=)
 
 
 class Side(msgspec.Struct, kw_only=True):
@@ -44,6 +56,8 @@ class ComparisonBody(msgspec.Struct):
     b: Side
     alpha: float
     metrics: list[MetricComparison]
+    dataset: str | msgspec.UnsetType = msgspec.UNSET  # compare with dataset=: runs paired by item
+    pairs: int | msgspec.UnsetType = msgspec.UNSET
 
 
 class Ranked(msgspec.Struct, kw_only=True):

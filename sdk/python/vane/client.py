@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from vane.config import ClientConfig
-from vane.deciding import ExperimentsMixin
+from vane.datasets import DatasetsMixin
 from vane.prompts import PromptsMixin
 from vane.tracing import TracingMixin
 
 
-class Vane(PromptsMixin, TracingMixin, ExperimentsMixin):
+class Vane(PromptsMixin, TracingMixin, DatasetsMixin):
     """Reads VANE_SECRET_KEY, VANE_PUBLIC_KEY, VANE_REGISTRY, VANE_OTLP_ENDPOINT, VANE_API_URL and
     VANE_QUERY_URL where no argument is given."""
 

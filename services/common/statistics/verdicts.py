@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from services.common.statistics.binned import BinnedSample
 from services.common.statistics.holm import holm
+from services.common.statistics.paired import PairedTest
 from services.common.statistics.proportions import (
     compare_distributions,
     compare_proportions,
@@ -71,6 +72,7 @@ class Comparison:
     verdict: Verdict = "not_enough_data"
     samples_needed: int | None = None
     p_value_holm: float | None = None
+    paired: PairedTest | None = None  # a paired test already run (versions on the same dataset items)
     _direction: int = 0  # +1: b's values are larger, −1: smaller, 0: unknown
 
     @property
@@ -94,6 +96,7 @@ class Comparison:
             "test": self.test,
             "verdict": self.verdict,
             "samples_needed": self.samples_needed,
+            **({"pairs": self.paired.pairs} if self.paired is not None else {}),
         }
 
 
@@ -103,6 +106,11 @@ _QUANTILE = {"median": 0.5, "p95": 0.95, "p99": 0.99}
 def measure(c: Comparison) -> Comparison:
     """Estimates, interval and raw p-value of one comparison (verdicts come from `decide`)."""
     a, b = c.a, c.b
+    if c.paired is not None:
+        pt = c.paired
+        c.estimate_a, c.estimate_b, c.difference, c.ci95 = pt.estimate_a, pt.estimate_b, pt.difference, pt.ci95
+        c.p_value, c.test, c._direction = pt.p_value, pt.test, pt.direction
+        return c
     if c.statistic == "rate":
         if a.trials and b.trials:
             t = compare_proportions(a.successes, a.trials, b.successes, b.trials)
@@ -171,6 +179,8 @@ def _within_margin(c: Comparison) -> bool:
 
 
 def _samples_needed(c: Comparison, alpha: float) -> int | None:
+    if c.paired is not None:  # the unpaired formulas do not apply to pairs
+        return None
     if c.statistic == "rate":
         if c.estimate_a is None or c.estimate_b is None:
             return None
