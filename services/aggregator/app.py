@@ -1,8 +1,9 @@
 """Wires the aggregator. A span batch goes: consume (consume.py: fetch a micro-batch) → decode
 (decode.py) → store (store.py: COPY, insert what is new) → settle waiting scores (scores.py) →
 roll up (rollup.py, sketches.py) → commit → ack. Scores take the same path from their own stream.
-The query API (api.py → query.py, traces.py) reads rollups and runs; retention (retention.py) drops
-runs past VANE_RUNS_RETENTION_DAYS, at start and hourly."""
+The query API (api.py → query.py, traces.py) reads rollups and runs; the dashboard (dashboard/) is the
+page at `/` that reads it; retention (retention.py) drops runs past VANE_RUNS_RETENTION_DAYS, at start
+and hourly."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from litestar.di import Provide
 from services.aggregator import retention, version_merge
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink, settle_runs
+from services.aggregator.dashboard import dashboard_routes
 from services.aggregator.decide_api import DecideController
 from services.aggregator.store import Partitions
 from services.common.bus import BatchHandler, Topology, run_pull_consumer
@@ -96,7 +98,7 @@ async def build(resources: Resources) -> Sequence[Component]:
 
     app = build_http_app(
         resources,
-        [MetricsController, RunController, DecideController, *project_routes()],
+        [MetricsController, RunController, DecideController, *project_routes(), *dashboard_routes()],
         title="Vane query API",
         dependencies={"pool": Provide(lambda: pool, use_cache=True, sync_to_thread=False)},
     )

@@ -63,6 +63,7 @@ class Settings:
     registry_workers: int = 1  # registry processes sharing its ports (SO_REUSEPORT)
     runs_retention_days: int = 30  # runs (and their scores) kept this long; 0: forever. Rollups stay.
     run_settle_seconds: float = 60.0  # a trace whose root span has not come is counted as a run after this
+    gateway_port: int = 8000  # `vane up`'s one origin (Caddy) for the dashboard and every public API
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,6 +98,7 @@ class Settings:
             registry_workers=env_int("VANE_REGISTRY_WORKERS", 1),
             runs_retention_days=env_int("VANE_RUNS_RETENTION_DAYS", 30),
             run_settle_seconds=env_float("VANE_RUN_SETTLE_SECONDS", 60.0),
+            gateway_port=env_int("VANE_GATEWAY_PORT", 8000),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,6 +122,7 @@ ENVIRONMENT = [
     ("VANE_EVALUATOR_PORT", "8082", "evaluator HTTP"),
     ("VANE_AGGREGATOR_PORT", "8080", "aggregator query API"),
     ("VANE_ALERT_PORT", "8083", "alert HTTP"),
+    ("VANE_GATEWAY_PORT", "8000", "`vane up`'s gateway: the dashboard and every public API on one origin"),
     ("VANE_INIT_PROJECT", "unset", "with the two keys below: a project created at start-up if missing"),
     ("VANE_INIT_PUBLIC_KEY", "unset", "its public key (pk-vane-…)"),
     ("VANE_INIT_SECRET_KEY", "unset", "its secret key (sk-vane-…)"),
