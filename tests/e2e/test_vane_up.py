@@ -42,9 +42,10 @@ HTTP_PORTS = {
 class VaneUp:
     """A `vane up` process whose output is read line by line as it comes."""
 
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
         vane = Path(sys.executable).parent / "vane"
         command = [str(vane), "up"] if vane.exists() else [sys.executable, "-m", "services.cli.main", "up"]
+        command += args
         self.proc = subprocess.Popen(
             command,
             cwd=cwd,

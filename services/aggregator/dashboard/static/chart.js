@@ -21,14 +21,29 @@ function markersPlugin(markers) {
           ctx.setLineDash([5, 4]);
           ctx.lineWidth = devicePixelRatio;
           ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
-          for (const m of markers) {
-            const x = u.valToPos(Date.parse(m.at) / 1000, "x", true);
-            if (x < u.bbox.left - 1 || x > u.bbox.left + u.bbox.width + 1) continue;
-            ctx.beginPath();
-            ctx.moveTo(x, top);
-            ctx.lineTo(x, top + height);
-            ctx.stroke();
-            ctx.fillText(markerText(m), x + 4 * devicePixelRatio, top + 12 * devicePixelRatio);
+          const right = u.bbox.left + u.bbox.width;
+          const line = 13 * devicePixelRatio;
+          let lastX = -Infinity;
+          let stacked = 0;
+          const placed = markers
+            .map((m) => ({ m, x: u.valToPos(Date.parse(m.at) / 1000, "x", true) }))
+            .sort((a, b) => a.x - b.x);
+          for (const { m, x } of placed) {
+            if (x < u.bbox.left - 1 || x > right + 1) continue;
+            // markers within a few pixels share one line, their labels stacked under each other
+            stacked = x - lastX < 6 * devicePixelRatio ? stacked + 1 : 0;
+            if (stacked === 0) {
+              ctx.beginPath();
+              ctx.moveTo(x, top);
+              ctx.lineTo(x, top + height);
+              ctx.stroke();
+              lastX = x;
+            }
+            const text = markerText(m);
+            const width = ctx.measureText(text).width;
+            const leftOfLine = x + 4 * devicePixelRatio + width > right;
+            ctx.textAlign = leftOfLine ? "right" : "left";
+            ctx.fillText(text, leftOfLine ? x - 4 * devicePixelRatio : x + 4 * devicePixelRatio, top + line * (stacked + 1));
           }
           ctx.restore();
         },
