@@ -122,7 +122,6 @@ ENVIRONMENT = [
     ("VANE_EVALUATOR_PORT", "8082", "evaluator HTTP"),
     ("VANE_AGGREGATOR_PORT", "8080", "aggregator query API"),
     ("VANE_ALERT_PORT", "8083", "alert HTTP"),
-    ("VANE_GATEWAY_PORT", "8000", "`vane up`'s gateway: the dashboard and every public API on one origin"),
     ("VANE_INIT_PROJECT", "unset", "with the two keys below: a project created at start-up if missing"),
     ("VANE_INIT_PUBLIC_KEY", "unset", "its public key (pk-vane-…)"),
     ("VANE_INIT_SECRET_KEY", "unset", "its secret key (sk-vane-…)"),
