@@ -247,7 +247,7 @@ async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int
     per_hour = generations / versions / hours
     rows = 0
     for v in range(versions):
-        key = RollupKey(f"app-{v:03d}", "bench", v + 1, "gpt-4o")
+        key = RollupKey("bench-app", f"app-{v:03d}", "bench", v + 1, "gpt-4o")
         minutes = _version_cells(project, key, start_minute, hours, int(per_hour), rng)
         # hour cells stand for the minutes between the edges; the edges' minutes feed every level
         hourly = {k: c for k, c in minutes.items() if k[2] - start_minute in range(60, (hours - 1) * 60)}
@@ -264,6 +264,7 @@ async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int
                 p,
                 w,
                 b,
+                k.project_name,
                 k.app_version,
                 k.prompt_name,
                 k.prompt_version,
@@ -286,6 +287,7 @@ async def _load_rollups(pool: asyncpg.Pool, project: uuid.UUID, generations: int
                 "project_id",
                 "width_minutes",
                 "bucket",
+                "project_name",
                 "app_version",
                 "prompt_name",
                 "prompt_version",

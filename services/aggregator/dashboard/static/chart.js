@@ -99,6 +99,7 @@ export function timeSeriesChart(series, markers, field, { width = 1100, height =
     box.replaceChildren();
     const plot = new window.uPlot(options, [times, ...columns], box);
     box.dataset.drawn = "true";
+    performance.mark("vane:chart");
     box.plot = plot;
   });
   return box;

@@ -84,14 +84,24 @@ function needsSubject(s, params, go, view, title) {
   return null;
 }
 
+function seriesOf(kind, name, app, field, range) {
+  const path = kind === "prompt" ? `/api/v1/prompts/${encodeURIComponent(name)}/timeseries` : "/api/v1/versions/timeseries";
+  // only the figure drawn: a point holds every ROW field otherwise
+  const metrics = field.startsWith("score:") ? "scores" : field;
+  return api(`${path}${query({ ...range, metrics, project_name: kind === "app" ? app : undefined })}`);
+}
+
 export async function timeseriesView(params, go) {
   const range = rangeParams(params);
-  const s = await subject(params, range);
-  const early = needsSubject(s, params, go, "timeseries", "Time series");
-  if (early) return early;
   const field = params.get("field") || "median_latency_ms";
-  const path = s.kind === "prompt" ? `/api/v1/prompts/${encodeURIComponent(s.name)}/timeseries` : "/api/v1/versions/timeseries";
-  const body = await api(`${path}${query({ ...range, project_name: s.kind === "app" ? s.app : undefined })}`);
+  const kind = params.get("kind") || "app";
+  // what the URL names is asked for beside the versions' rows, not after them
+  const early = kind === "prompt" && params.get("name") ? seriesOf(kind, params.get("name"), null, field, range) : null;
+  early?.catch(() => {});
+  const s = await subject(params, range);
+  const missing = needsSubject(s, params, go, "timeseries", "Time series");
+  if (missing) return missing;
+  const body = await (early ?? seriesOf(s.kind, s.name, s.app, field, range));
   const hidden = new Set((params.get("hide") || "").split(",").filter(Boolean));
   const series = body.series.filter((x) => (s.kind === "prompt" || x.project_name === s.app) && !hidden.has(String(x.version)));
   const markers = body.markers.filter((m) => s.kind === "prompt" || !m.project_name || m.project_name === s.app);

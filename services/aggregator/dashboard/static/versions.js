@@ -31,7 +31,8 @@ export async function versionsView(params, go) {
   const range = rangeParams(params);
   const [metrics, series] = await Promise.all([
     api(`/api/v1/versions/metrics${query(range)}`),
-    api(`/api/v1/versions/timeseries${query({ ...range, metrics: "generation_count" })}`),
+    // sparklines: a day a point is enough, and cheaper to answer than the finest interval
+    api(`/api/v1/versions/timeseries${query({ ...range, metrics: "generation_count", interval: range.from ? "hour" : "day" })}`),
   ]);
   const rows = metrics.versions;
   const apps = [...new Set(rows.map((r) => r.project_name))].sort();
