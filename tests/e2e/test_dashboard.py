@@ -209,6 +209,22 @@ def test_a_weight_slider_re_ranks_the_versions_as_the_api_does(page: Page, stack
     expect(page.locator("#ranking tbody tr").first).to_have_attribute("data-row", top)
 
 
+def test_the_runs_explorer_lists_runs_and_opens_a_trace_with_its_scores(page: Page, stack: Stack) -> None:
+    _open(page, f"runs?app_version={CONCISE}")
+    runs = stack.get("/api/v1/runs", app_version=CONCISE, limit=50)["runs"]
+    expect(page.locator("#runs tbody tr")).to_have_count(len(runs))
+    first = runs[0]
+    latency = _cell(page, "runs", first["span_id"], "latency_ms").get_attribute("data-value")
+    assert latency is not None and float(latency) == pytest.approx(first["latency_ms"], rel=1e-12)
+    scored = next(r for r in runs if stack.get(f"/api/v1/runs/{r['trace_id']}")["spans"][0]["scores"])
+    _open(page, f"runs/{scored['trace_id']}")
+    trace = stack.get(f"/api/v1/runs/{scored['trace_id']}")
+    expect(page.locator("#trace-spans tbody tr")).to_have_count(len(trace["spans"]))
+    for s in trace["spans"][0]["scores"]:
+        expect(page.locator("#trace-spans")).to_contain_text(s["name"])
+    _shot(page, "trace")
+
+
 def test_experiments_and_alerts_say_what_to_do_when_there_are_none(page: Page) -> None:
     _open(page, "experiments")
     expect(page.locator(".empty h2")).to_have_text(re.compile("No experiments yet|not served here yet"))

@@ -4,6 +4,7 @@ import { api, forgetKey, saveKey, savedKey, Unauthorised } from "./api.js";
 import { compareView, timeseriesView, winnerView } from "./deciding.js";
 import { el, zone } from "./format.js";
 import { alertsView, experimentsView } from "./later.js";
+import { runsView, traceView } from "./runs.js";
 import { promptsView, promptView, versionsView } from "./versions.js";
 
 const view = document.getElementById("view");
@@ -32,6 +33,7 @@ const VIEWS = {
   timeseries: (parts, params) => timeseriesView(params, go),
   compare: (parts, params) => compareView(params, go),
   winner: (parts, params) => winnerView(params, go),
+  runs: (parts, params) => (parts[1] ? traceView(parts[1]) : runsView(params, go)),
   experiments: () => experimentsView(),
   alerts: () => alertsView(),
 };
