@@ -143,6 +143,11 @@ def test_the_versions_page_shows_each_app_versions_figures_as_the_api_gives_them
         helpfulness = row["scores"]["helpfulness"]
         expect(_cell(page, table, version, "score:helpfulness")).to_contain_text(f"(n {helpfulness['count']:,})")
     expect(page.locator("#zone")).to_contain_text("Asia/Tokyo")
+    by_volume = sorted(rows, key=lambda r: r["generation_count"], reverse=True)
+    page.click(f'#{table} th[data-field="generation_count"]')  # numbers sort largest first
+    expect(page.locator(f"#{table} tbody tr").first).to_have_attribute("data-row", by_volume[0]["version"])
+    page.click(f'#{table} th[data-field="generation_count"]')
+    expect(page.locator(f"#{table} tbody tr").first).to_have_attribute("data-row", by_volume[-1]["version"])
     _shot(page, "versions")
 
 
