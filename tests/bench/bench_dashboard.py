@@ -27,20 +27,21 @@ from tests.support.browser import chromium_path
 from tests.support.processes import ServiceProcess
 from tests.support.scratch import drop_database, with_database
 
+# Each page, the mark its data is in at (the view filled; the chart drawn; the ranking shown), and what shows it.
 PAGES = {
-    "versions": ("", None),
-    "prompt": ("prompt/bench", None),
-    "timeseries": ("timeseries?kind=prompt&name=bench", "vane:chart"),
-    "compare": ("compare?kind=prompt&name=bench&a=1&b=2", None),
-    "winner": ("winner?kind=prompt&name=bench", None),
+    "versions": ("", "vane:data", "#view[data-state=ready]"),
+    "prompt": ("prompt/bench", "vane:data", "#view[data-state=ready]"),
+    "timeseries": ("timeseries?kind=prompt&name=bench", "vane:chart", "#timeseries-chart[data-drawn=true]"),
+    "compare": ("compare?kind=prompt&name=bench&a=1&b=2", "vane:data", "#comparison"),
+    "winner": ("winner?kind=prompt&name=bench", "vane:ranking", "#ranking"),
 }
 
-_TIMINGS = """() => {
+_TIMINGS = """(data) => {
   const mark = (name) => performance.getEntriesByName(name)[0]?.startTime ?? null;
   const api = performance.getEntriesByType("resource").filter((e) => e.name.includes("/api/v1/"));
   const call = (e) => `${new URL(e.name).pathname}${new URL(e.name).search.slice(0, 40)} ${e.duration.toFixed(0)} ms`;
   return {
-    fcp: mark("first-contentful-paint"), data: mark("vane:data"), chart: mark("vane:chart"),
+    fcp: mark("first-contentful-paint"), data: mark(data),
     api: Math.max(0, ...api.map((e) => e.duration)), calls: api.map(call),
   };
 }"""
@@ -67,22 +68,20 @@ def _measure(url: str, key: str, loads: int) -> None:
         page.fill("#key", key)
         page.click("#key-submit")
         page.wait_for_selector("#view[data-state=ready]", timeout=60000)
-        for name, (fragment, chart) in PAGES.items():
+        for name, (fragment, data_mark, shown) in PAGES.items():
             fcp, data, slowest = [], [], []
             for i in range(loads + 1):
                 page.goto("about:blank")
                 page.goto(f"{url}/#/{fragment}")
-                page.wait_for_selector("#view[data-state=ready]", timeout=60000)
-                if chart:
-                    page.wait_for_selector("#timeseries-chart[data-drawn=true]", timeout=60000)
-                t = page.evaluate(_TIMINGS)
+                page.wait_for_selector(shown, timeout=60000)
+                t = page.evaluate(_TIMINGS, data_mark)
                 if i == 0:
                     continue  # the first load warms the aggregator's caches
                 if i == loads:
                     print(f"{name:<11} API calls of the last load: {'; '.join(t['calls'])}")
                 fcp.append(t["fcp"])
                 slowest.append(t["api"])
-                data.append(t[chart.removeprefix("vane:")] if chart else t["data"])
+                data.append(t["data"])
             print(
                 f"{name:<11} first contentful paint median {statistics.median(fcp):.0f} ms (max {max(fcp):.0f}); "
                 f"time to data median {statistics.median(data):.0f} ms (max {max(data):.0f}); "

@@ -236,7 +236,10 @@ export async function winnerView(params, go) {
     }
     try {
       const answer = await api("/api/v1/winner", { method: "POST", body });
-      if (ask === asked) result.replaceChildren(...ranking(answer, Object.keys(body.weights)));
+      if (ask === asked) {
+        result.replaceChildren(...ranking(answer, Object.keys(body.weights)));
+        performance.mark("vane:ranking");
+      }
     } catch (error) {
       if (ask === asked) result.replaceChildren(el("p", { class: "error" }, error.message));
     }
