@@ -1,8 +1,9 @@
 """Wires the aggregator. A span batch goes: consume (consume.py: fetch a micro-batch) → decode
 (decode.py) → store (store.py: COPY, insert what is new) → settle waiting scores (scores.py) →
 roll up (rollup.py, sketches.py) → commit → ack. Scores take the same path from their own stream.
-The query API (api.py → query.py, traces.py) reads rollups and runs; retention (retention.py) drops
-runs past VANE_RUNS_RETENTION_DAYS, at start and hourly."""
+The query API (api.py → query.py, traces.py) reads rollups and runs; the dashboard (dashboard/) is the
+page at `/` that reads it; retention (retention.py) drops runs past VANE_RUNS_RETENTION_DAYS, at start
+and hourly."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from services.aggregator import compare_responder, regressions, retention, versi
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink, settle_runs
 from services.aggregator.datasets_api import DatasetController
+from services.aggregator.dashboard import dashboard_routes
 from services.aggregator.decide_api import DecideController
 from services.aggregator.experiments_api import ExperimentController, RegistryLink
 from services.aggregator.store import Partitions
@@ -113,6 +115,7 @@ async def build(resources: Resources) -> Sequence[Component]:
             ExperimentController,
             DatasetController,
             *project_routes(),
+            *dashboard_routes(),
         ],
         title="Vane query API",
         dependencies={

@@ -1,9 +1,10 @@
 """`vane up`: the whole stack on one machine, from whatever is there to a printed key.
 
 Probe NATS, Postgres and Redis → start embedded ones under ./.vane/ for those that do not answer →
-migrate → make or reuse the local project's key → start the five services → wait until every
-/readyz answers 200 → print the endpoints and the key → wait for Ctrl-C, SIGTERM or a dead
-service → stop the services (SIGTERM, then SIGKILL after a deadline) → stop the embedded servers.
+migrate → make or reuse the local project's key → start the five services and the gateway (Caddy,
+services/gateway/) → wait until every /readyz answers 200 → print the gateway's URL, the endpoints
+and the key → wait for Ctrl-C, SIGTERM or a dead service → stop the services (SIGTERM, then SIGKILL
+after a deadline) → stop the embedded servers.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from services.cli.embedded import EmbeddedStack, die_with_parent, port_is_free, 
 from services.common import db
 from services.common.auth import KeyPair, new_key_pair
 from services.common.settings import Settings
+from services.gateway.caddy import Gateway
 
 SERVICES = ("registry", "ingest", "evaluator", "aggregator", "alert")
 READY_DEADLINE_SECONDS = 120.0
@@ -65,6 +67,15 @@ class Endpoints:
         return {name: f"http://{self.host}:{port}" for name, port in ports.items()}
 
     @property
+    def gateway(self) -> str:
+        """The one origin: the dashboard at `/` and every public API."""
+        return f"http://{self.host}:{self.settings.gateway_port}"
+
+    def upstreams(self) -> dict[str, str]:
+        """Each service's HTTP host:port, where the gateway sends its paths."""
+        return {name: url.removeprefix("http://") for name, url in self.http.items()}
+
+    @property
     def registry_grpc(self) -> str:
         return f"{self.host}:{self.settings.registry_grpc_port}"
 
@@ -96,6 +107,7 @@ class Endpoints:
             "VANE_EVALUATOR_PORT": s.evaluator_port,
             "VANE_AGGREGATOR_PORT": s.aggregator_port,
             "VANE_ALERT_PORT": s.alert_port,
+            "VANE_GATEWAY_PORT": s.gateway_port,
         }
 
 
@@ -143,6 +155,7 @@ def run_stack(demo: bool) -> int:
             project, keys = _local_project(home, settings)
             env = _service_env(urls, project, keys)
             children = [_start_service(name, env, home / "logs", endpoints) for name in SERVICES]
+            children.append(_start_gateway(home, settings, endpoints))
             _wait_ready(children)
             _print_banner(endpoints, urls, stack, project, keys, urls["postgres"])
             if demo:
@@ -238,6 +251,17 @@ def _start_service(name: str, env: dict[str, str], log_dir: Path, endpoints: End
     return ServiceChild(name, proc, log_path, f"{endpoints.http[name]}/readyz")
 
 
+def _start_gateway(home: Path, settings: Settings, endpoints: Endpoints) -> ServiceChild:
+    """Caddy on VANE_GATEWAY_PORT; its /readyz is the aggregator's, so it is ready when that is."""
+    listen = f"{settings.bind_host}:{settings.gateway_port}"
+    try:
+        gateway = Gateway(home / "gateway", listen, endpoints.upstreams()).start(preexec_fn=die_with_parent)
+    except (RuntimeError, OSError) as exc:
+        raise StartFailed(f"the gateway could not start: {exc}") from None
+    assert gateway.proc is not None
+    return ServiceChild("gateway", gateway.proc, gateway.log_path, f"{endpoints.gateway}/readyz")
+
+
 def _wait_ready(children: list[ServiceChild]) -> None:
     pending = {child.name: child for child in children}
     deadline = time.monotonic() + READY_DEADLINE_SECONDS
@@ -278,7 +302,7 @@ def _print_banner(
     http = endpoints.http
     lines = [
         "",
-        "Vane is up.",
+        f"Vane is up at {endpoints.gateway}   (the dashboard, and every API below on one origin)",
         f"  registry     HTTP {http['registry']}   gRPC {endpoints.registry_grpc}",
         f"  ingest       OTLP/HTTP {http['ingest']}/v1/traces   OTLP/gRPC {endpoints.ingest_grpc}",
         f"  evaluator    HTTP {http['evaluator']}",

@@ -70,6 +70,7 @@ class HttpServer:
 
     def __init__(self, name: str, app: Litestar, host: str, port: int) -> None:
         self.name = name
+        self.app = app  # its route table, which the gateway's test reads
         config = uvicorn.Config(
             app,
             host=host,

@@ -66,6 +66,7 @@ class Settings:
     regression_min_samples: int = 200  # a moved label's new version is checked once it has this many runs
     regression_margin: float = 0.05  # a significant worsening counts as a regression beyond this
     registry_url: str = ""  # the registry's HTTP API, for the aggregator's experiment promotions
+    gateway_port: int = 8000  # `vane up`'s one origin (Caddy) for the dashboard and every public API
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -104,6 +105,7 @@ class Settings:
             regression_margin=env_float("VANE_REGRESSION_MARGIN", 0.05),
             registry_url=env_str("VANE_REGISTRY_URL", "")
             or f"http://127.0.0.1:{env_int('VANE_REGISTRY_HTTP_PORT', 8081)}",
+            gateway_port=env_int("VANE_GATEWAY_PORT", 8000),
         )
 
     def as_dict(self) -> dict[str, Any]:

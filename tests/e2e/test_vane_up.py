@@ -28,6 +28,7 @@ PORT_VARIABLES = (
     "VANE_EVALUATOR_PORT",
     "VANE_AGGREGATOR_PORT",
     "VANE_ALERT_PORT",
+    "VANE_GATEWAY_PORT",
 )
 HTTP_PORTS = {
     "registry": "VANE_REGISTRY_HTTP_PORT",
@@ -41,9 +42,10 @@ HTTP_PORTS = {
 class VaneUp:
     """A `vane up` process whose output is read line by line as it comes."""
 
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
         vane = Path(sys.executable).parent / "vane"
         command = [str(vane), "up"] if vane.exists() else [sys.executable, "-m", "services.cli.main", "up"]
+        command += args
         self.proc = subprocess.Popen(
             command,
             cwd=cwd,
@@ -102,6 +104,10 @@ def _bring_up_use_and_interrupt(tmp_path: Path, env: dict[str, str]) -> str:
             timeout=5,
         )
         assert me.status_code == 200 and me.json()["name"] == "local"
+        gateway = f"http://127.0.0.1:{env['VANE_GATEWAY_PORT']}"
+        assert f"Vane is up at {gateway}" in output
+        through = httpx.get(f"{gateway}/api/v1/projects/current", headers=me.request.headers, timeout=5)
+        assert through.status_code == 200 and through.json()["name"] == "local"
         credentials = tmp_path / ".vane" / "credentials.json"
         assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
         assert secret.group(1) in credentials.read_text()
