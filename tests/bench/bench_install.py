@@ -31,7 +31,10 @@ def main() -> int:
         editable = [] if args.wheel else ["-e"]
         command = [str(venv / "bin" / "pip"), "install", "-q", *editable, "./sdk/python", *editable, server]
         started = time.perf_counter()
-        subprocess.run(command, cwd=REPO, check=True)
+        done = subprocess.run(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+        # (pip's configuration here names local indexes that may not exist: one warning per package, dropped)
+        print("\n".join(line for line in done.stderr.splitlines() if "WARNING: Location" not in line), end="")
+        done.check_returncode()
         seconds = time.perf_counter() - started
         size = tree_bytes(venv) - empty
         listed = subprocess.run([str(venv / "bin" / "pip"), "list", "--format=freeze"], capture_output=True, text=True)
