@@ -303,7 +303,9 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 def test_image_installs_sdk_and_server_and_runs_vane_as_non_root() -> None:
     steps = _dockerfile_instructions()
     assert steps[0] == ("FROM", "python:3.11-slim AS build")
-    assert ("RUN", "/opt/vane/bin/pip install ./sdk/python .") in steps
+    # The dependencies from the lock, with their hashes; then the SDK and the server themselves, nothing more.
+    assert ("RUN", "/opt/vane/bin/pip install --require-hashes --no-deps -r k8s/requirements.lock") in steps
+    assert ("RUN", "/opt/vane/bin/pip install --no-deps ./sdk/python . && /opt/vane/bin/pip check") in steps
     release = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM") :]
     assert release[0] == ("FROM", "runtime AS release")  # the default target is the production image
     runtime = steps[steps.index(("FROM", "python:3.11-slim AS runtime")) :]
