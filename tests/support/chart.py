@@ -1,0 +1,47 @@
+"""charts/vane rendered as tests read it: Helm's own engine through k8s/render.py, documents as dicts."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "vane"
+SERVICES = ("registry", "ingest", "evaluator", "aggregator", "alert")
+
+Manifest = dict[str, Any]
+
+
+def _load_renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("k8s_render", REPO / "k8s" / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+renderer = _load_renderer()
+
+
+def rendered(values: dict[str, Any] | None = None, release: str = "vane") -> list[Manifest]:
+    return [yaml.safe_load(document) for _, document in renderer.render(values, release=release)]
+
+
+def one(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    found = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def container(workload: Manifest) -> Manifest:
+    containers = workload["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
