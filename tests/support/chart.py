@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,3 +46,18 @@ def container(workload: Manifest) -> Manifest:
     containers = workload["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return containers[0]
+
+
+def route(ingress: Manifest, path: str) -> str:
+    """The Service an Ingress sends `path` to, as ingress-nginx with use-regex picks: the paths are tried
+    longest first, a Prefix path matching whole segments and an ImplementationSpecific one as a regex."""
+    (rule,) = ingress["spec"]["rules"]
+    for entry in sorted(rule["http"]["paths"], key=lambda e: len(e["path"]), reverse=True):
+        prefix = entry["path"].rstrip("/")
+        if entry["pathType"] == "ImplementationSpecific":
+            matched = re.match(entry["path"], path) is not None
+        else:
+            matched = entry["pathType"] == "Prefix" and (path == prefix or path.startswith(prefix + "/"))
+        if matched:
+            return str(entry["backend"]["service"]["name"])
+    raise AssertionError(f"no route for {path}")

@@ -17,7 +17,7 @@ from services.common.runtime import Needs
 from services.evaluator.app import NEEDS as EVALUATOR_NEEDS
 from services.ingest.app import NEEDS as INGEST_NEEDS
 from services.registry.app import NEEDS as REGISTRY_NEEDS
-from tests.support.chart import SERVICES, Manifest, container, of_kind, one, rendered
+from tests.support.chart import SERVICES, Manifest, container, of_kind, one, rendered, route
 
 NEEDS: dict[str, Needs] = {
     "registry": REGISTRY_NEEDS,
@@ -189,21 +189,6 @@ OWNERS = [
     ("/api/v1/traces", "aggregator"),
     ("/api/v1/runs/5b8efff798038103d269b633813fc60c", "aggregator"),
 ]
-
-
-def route(ingress: Manifest, path: str) -> str:
-    """The Service an Ingress sends `path` to, as ingress-nginx with use-regex picks: the paths are tried
-    longest first, a Prefix path matching whole segments and an ImplementationSpecific one as a regex."""
-    (rule,) = ingress["spec"]["rules"]
-    for entry in sorted(rule["http"]["paths"], key=lambda e: len(e["path"]), reverse=True):
-        prefix = entry["path"].rstrip("/")
-        if entry["pathType"] == "ImplementationSpecific":
-            matched = re.match(entry["path"], path) is not None
-        else:
-            matched = entry["pathType"] == "Prefix" and (path == prefix or path.startswith(prefix + "/"))
-        if matched:
-            return str(entry["backend"]["service"]["name"])
-    raise AssertionError(f"no route for {path}")
 
 
 def test_the_ingress_is_one_origin_sending_each_path_to_the_service_that_owns_it() -> None:

@@ -1,6 +1,7 @@
 """The deployment layout stays true: the Helm chart lints clean under Helm's own engine, k8s/vane.yaml is the
-chart rendered with its defaults, and what they deploy runs every service on CONTRACT's ports with every
-setting the services read, probes on /healthz and /readyz, and a migration hook before them."""
+chart rendered with its defaults, and what they deploy runs every service on the documented ports
+(docs/reference.md) with every setting the services read, probes on /healthz and /readyz, and a migration hook
+before them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from services.common.settings import ENVIRONMENT
 from tests.support.chart import CHART, REPO, SERVICES, Manifest, container, one, rendered, renderer
 from tests.support.processes import SERVICE_PORTS
 
-# CONTRACT's "Processes and ports": (HTTP port, gRPC port or None).
+# docs/reference.md's "Processes and ports": (HTTP port, gRPC port or None).
 CONTRACT_PORTS = {
     "registry": (8081, 50051),
     "ingest": (4318, 4317),
