@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
+import json
 import re
 from pathlib import Path
 from types import ModuleType
@@ -29,7 +32,14 @@ renderer = _load_renderer()
 
 
 def rendered(values: dict[str, Any] | None = None, release: str = "vane") -> list[Manifest]:
-    return [yaml.safe_load(document) for _, document in renderer.render(values, release=release)]
+    """The chart's objects for these values (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_rendered(json.dumps(values, sort_keys=True), release))
+
+
+@functools.lru_cache(maxsize=64)
+def _rendered(values: str, release: str) -> list[Manifest]:
+    # A render loads Helm's engine and the chart (about half a second): each value set renders once per run.
+    return [yaml.safe_load(document) for _, document in renderer.render(json.loads(values), release=release)]
 
 
 def one(manifests: list[Manifest], kind: str, name: str) -> Manifest:
