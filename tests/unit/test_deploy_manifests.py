@@ -346,3 +346,31 @@ def test_dev_reload_restarts_each_service_on_code_changes() -> None:
         command = _service_container(manifests, service)["command"]
         assert command[:3] == ["watchfiles", "--filter", "python"] and command[3] == f"vane serve {service}"
         assert all(path.startswith("/opt/vane/lib/python3.11/site-packages/") for path in command[4:])
+
+
+def test_tiltfile_overrides_pass_the_values_schema_and_its_context_holds_what_the_image_copies() -> None:
+    calls = _starlark_calls(REPO / "tilt" / "Tiltfile")
+    (chart,) = calls["helm"]
+    values: dict[str, Any] = {}
+    for override in _keyword(chart, "set"):
+        values = _merged(values, helm.parse_set_string(override))
+    deployment = _one(_rendered(values), "Deployment", "vane-registry")  # the schema refuses nothing Tilt sets
+    assert _container(deployment)["securityContext"]["readOnlyRootFilesystem"] is False  # live update writes code
+    (build,) = calls["docker_build"]
+    only = set(_keyword(build, "only"))
+    sources = [arg.split()[:-1] for op, arg in _dockerfile_instructions() if op == "COPY" and "--from" not in arg]
+    assert {path.rstrip("/") for paths in sources for path in paths} <= only
+
+
+def test_only_development_may_write_to_the_root_filesystem() -> None:
+    writable = {"securityContext": {"readOnlyRootFilesystem": False, "allowPrivilegeEscalation": False}}
+    with pytest.raises(helm.HelmValuesError, match="readOnlyRootFilesystem': value must be true"):
+        _rendered(writable)
+    assert _rendered({**writable, "devReload": True})
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
