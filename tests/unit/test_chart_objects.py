@@ -214,6 +214,20 @@ def test_ingress_annotations_join_or_replace_the_regex_ones() -> None:
     assert ingress["metadata"]["annotations"] == {"x/regex": "on", "a": "b"}
 
 
+def test_grpc_gets_hosts_of_its_own_on_each_services_grpc_port() -> None:
+    values = {"enabled": True, "className": "nginx", "grpc": {"enabled": True, "hosts": {"registry": "p.test"}}}
+    manifests = rendered({"ingress": values})
+    grpc = one(manifests, "Ingress", "vane-grpc")
+    assert grpc["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}
+    backends = {r["host"]: r["http"]["paths"][0]["backend"]["service"] for r in grpc["spec"]["rules"]}
+    assert backends == {
+        "p.test": {"name": "vane-registry", "port": {"name": "grpc"}},
+        "otlp-grpc.vane.example.com": {"name": "vane-ingest", "port": {"name": "grpc"}},
+    }
+    with pytest.raises(helm.HelmValuesError, match="additional properties 'evaluator' not allowed"):
+        rendered({"ingress": {"enabled": True, "grpc": {"enabled": True, "hosts": {"evaluator": "e.test"}}}})
+
+
 def test_an_evaluation_install_brings_its_datastores_and_migrates_once_postgres_answers() -> None:
     manifests = rendered(BUNDLED)
     stores = {s["metadata"]["name"]: s for s in of_kind(manifests, "StatefulSet")}

@@ -50,8 +50,10 @@ def manifests() -> list[Manifest]:
     return [m for m in yaml.safe_load_all((REPO / "k8s" / "vane.yaml").read_text()) if m]
 
 
-def test_chart_lints_clean_under_helm() -> None:
-    report = helm.lint(str(CHART), strict=True)
+@pytest.mark.parametrize("values", [None, "all options", "bundled"])
+def test_chart_lints_clean_under_helm(values: str | None) -> None:
+    chosen = {None: None, "all options": _ALL_OPTIONS, "bundled": _BUNDLED}[values]
+    report = helm.lint(str(CHART), chosen, strict=True)
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert not report["errors"] and not problems, report
 
@@ -63,7 +65,12 @@ def test_k8s_manifests_are_the_chart_rendered_with_default_values() -> None:
 
 # Every option that changes what the chart renders, at once.
 _ALL_OPTIONS: dict[str, Any] = {
-    "ingress": {"enabled": True, "className": "nginx", "tls": [{"secretName": "t", "hosts": ["vane.example.com"]}]},
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "tls": [{"secretName": "t", "hosts": ["vane.example.com"]}],
+        "grpc": {"enabled": True, "tls": [{"secretName": "g", "hosts": ["otlp-grpc.vane.example.com"]}]},
+    },
     "networkPolicy": {"enabled": True, "ingressFrom": [{"namespaceSelector": {}}]},
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
     "podDisruptionBudget": {"maxUnavailable": "50%"},
