@@ -19,7 +19,18 @@ MANIFESTS = REPO / "k8s" / "vane.yaml"
 RELEASE = "vane"
 
 # Helm's install order for the kinds this chart makes; anything else goes last.
-_KIND_ORDER = ["Secret", "ConfigMap", "Service", "Deployment", "Job", "Ingress"]
+_KIND_ORDER = [
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "Secret",
+    "ConfigMap",
+    "Service",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "Ingress",
+]
 _DOCUMENT_BREAK = re.compile(r"^---[ \t]*$", re.MULTILINE)
 
 HEADER = """\

@@ -18,8 +18,8 @@ from litestar.di import Provide
 from services.aggregator import compare_responder, regressions, retention, version_merge
 from services.aggregator.api import MetricsController, RunController
 from services.aggregator.consume import ScoreSink, SpanSink, settle_runs
-from services.aggregator.datasets_api import DatasetController
 from services.aggregator.dashboard import dashboard_routes
+from services.aggregator.datasets_api import DatasetController
 from services.aggregator.decide_api import DecideController
 from services.aggregator.experiments_api import ExperimentController, RegistryLink
 from services.aggregator.store import Partitions

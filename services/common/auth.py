@@ -49,7 +49,7 @@ def hash_secret(secret_key: str) -> str:
 
 
 def credentials_from_headers(headers: Mapping[str, str]) -> Credentials:
-    """Read any of CONTRACT's three forms; header names are matched case-insensitively."""
+    """Read any of the three forms docs/reference.md names; header names are matched case-insensitively."""
     lowered = {k.lower(): v for k, v in headers.items()}
     authorization = lowered.get("authorization", "").strip()
     if authorization:

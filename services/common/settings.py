@@ -1,4 +1,4 @@
-"""Settings from the environment: CONTRACT's variables, and a port override for every listener."""
+"""Settings from the environment: the variables in docs/reference.md, and a port override for every listener."""
 
 from __future__ import annotations
 

