@@ -98,7 +98,13 @@ def test_network_policies_open_each_services_own_ports_and_only_the_datastores_i
         if service == "migrate":
             assert policy["ingress"] == [] and _ports(egress[1]) == {(5432, "TCP")} and len(egress) == 2
             continue
-        (ingress,) = policy["ingress"]
+        ingress, *also = policy["ingress"]
+        if service == "registry":  # and the aggregator, which promotes an experiment's winner through it
+            (promotions,) = also
+            assert promotions["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "aggregator"
+            assert _ports(promotions) == {(8081, "TCP")}
+        else:
+            assert also == []
         deployment = container(one(manifests, "Deployment", f"vane-{service}"))
         assert _ports(ingress) == {(p["containerPort"], "TCP") for p in deployment["ports"]}
         needs = NEEDS[service]
@@ -109,6 +115,10 @@ def test_network_policies_open_each_services_own_ports_and_only_the_datastores_i
             assert [_ports(rule) for rule in extra] == [{(443, "TCP")}]  # the judge's API
         elif service == "alert":
             assert extra == [{}]  # webhooks go anywhere
+        elif service == "aggregator":
+            (registry,) = extra
+            assert registry["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "registry"
+            assert _ports(registry) == {(8081, "TCP")}
         else:
             assert extra == []
     assert not of_kind(rendered(), "NetworkPolicy")

@@ -152,6 +152,7 @@ def test_chart_leaves_the_services_defaults_but_binds_all_interfaces(manifests: 
     config = _one(manifests, "ConfigMap", "vane")["data"]
     defaults = {name: default for name, default, _ in ENVIRONMENT}
     assert config.pop("VANE_BIND_HOST") == "0.0.0.0"
+    assert config.pop("VANE_REGISTRY_URL") == "http://vane-registry:8081"  # the registry's Service in the cluster
     # An empty variable is an unset one to the services (Settings.from_env): the README's default applies.
     chosen = {name: value for name, value in config.items() if value}
     assert chosen.keys() >= {"VANE_NAMESPACE", "VANE_LOG_FORMAT", "VANE_SHUTDOWN_GRACE_SECONDS"}
