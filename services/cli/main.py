@@ -89,6 +89,7 @@ cli.add_command(importlib.import_module("services.cli.prompts").prompts)
 cli.add_command(importlib.import_module("services.cli.evals").eval_command)
 cli.add_command(importlib.import_module("services.cli.deciding").compare_command)
 cli.add_command(importlib.import_module("services.cli.deciding").winner_command)
+cli.add_command(importlib.import_module("services.cli.rollouts").rollouts)
 
 
 def main() -> None:

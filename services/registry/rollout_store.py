@@ -256,8 +256,8 @@ async def advance(conn: Conn, rollout: Rollout, decision: Advance, by: str, now:
     split = split_at(rollout.from_version, rollout.to_version, weight)
     move = await store.split_label(conn, rollout.project_id, rollout.prompt, rollout.label, split, by)
     await conn.execute(
-        """UPDATE rollouts SET step = $2, step_started_at = $3, step_baseline = NULL, status = $4,
-               finished_at = CASE WHEN $4 = 'completed' THEN $3 END WHERE id = $1""",
+        """UPDATE rollouts SET step = $2, step_started_at = $3, step_baseline = NULL, status = $4::text,
+               finished_at = CASE WHEN $4::text = 'completed' THEN $3::timestamptz END WHERE id = $1""",
         rollout.id,
         decision.step,
         now,
