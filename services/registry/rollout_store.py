@@ -106,8 +106,9 @@ async def start(
         )
         await conn.execute(
             """INSERT INTO rollouts (id, project_id, prompt, label, from_version, to_version, steps, step,
-                   min_samples_per_step, guardrails, status, step_started_at, created_by, created_at, finished_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $12, $11, $13)""",
+                   min_samples_per_step, guardrails, status, step_started_at, created_by, created_at, finished_at,
+                   announce_pending)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $12, $11, $13, true)""",
             rollout_id,
             project,
             name,
@@ -189,7 +190,7 @@ async def abort(
         if rollout.status != "running":
             raise Conflict(f"rollout {rollout_id} is {rollout.status}, not running: nothing to abort")
         move = await store.split_label(conn, project, name, rollout.label, ((rollout.from_version, 100),), by)
-        await _finish(conn, rollout, "aborted", now)
+        await _finish(conn, rollout, "aborted", now, moved=True)
         await _record(
             conn,
             rollout.id,
@@ -203,14 +204,16 @@ async def abort(
 
 
 async def _finish(
-    conn: Conn, rollout: Rollout, status: str, now: datetime, event: dict[str, Any] | None = None
+    conn: Conn, rollout: Rollout, status: str, now: datetime, event: dict[str, Any] | None = None, moved: bool = False
 ) -> None:
     await conn.execute(
-        "UPDATE rollouts SET status = $2, finished_at = $3, rollback_event = $4::jsonb WHERE id = $1",
+        """UPDATE rollouts SET status = $2, finished_at = $3, rollback_event = $4::jsonb,
+               announce_pending = announce_pending OR $5 WHERE id = $1""",
         rollout.id,
         status,
         now,
         json.dumps(event) if event is not None else None,
+        moved,
     )
 
 
@@ -257,6 +260,7 @@ async def advance(conn: Conn, rollout: Rollout, decision: Advance, by: str, now:
     move = await store.split_label(conn, rollout.project_id, rollout.prompt, rollout.label, split, by)
     await conn.execute(
         """UPDATE rollouts SET step = $2, step_started_at = $3, step_baseline = NULL, status = $4::text,
+               announce_pending = true,
                finished_at = CASE WHEN $4::text = 'completed' THEN $3::timestamptz END WHERE id = $1""",
         rollout.id,
         decision.step,
@@ -274,7 +278,7 @@ async def roll_back(
     """Back to from_version alone, with the rollback event kept for publishing after the commit."""
     split = split_at(rollout.from_version, rollout.to_version, 0)
     move = await store.split_label(conn, rollout.project_id, rollout.prompt, rollout.label, split, by)
-    await _finish(conn, rollout, "rolled_back", now, event)
+    await _finish(conn, rollout, "rolled_back", now, event, moved=True)
     await _record(conn, rollout.id, now, rollout.step, 0, "rolled_back", decision.reason)
     return move
 
@@ -292,3 +296,21 @@ async def unpublished_rollbacks(conn: Conn, limit: int = 100) -> list[tuple[uuid
 
 async def mark_published(conn: Conn, rollout_id: uuid.UUID, now: datetime) -> None:
     await conn.execute("UPDATE rollouts SET rollback_published_at = $2 WHERE id = $1", rollout_id, now)
+
+
+async def unannounced(pool: asyncpg.Pool, limit: int = 100) -> list[Rollout]:
+    """Rollouts whose last label move was committed but perhaps never announced (a crash between)."""
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM rollouts WHERE announce_pending ORDER BY created_at LIMIT $1", limit
+    )
+    return [_rollout(r) for r in rows]
+
+
+async def announced(pool: asyncpg.Pool, rollout: Rollout) -> None:
+    """The move of this step and status is announced (a later move stays pending until its own is)."""
+    await pool.execute(
+        "UPDATE rollouts SET announce_pending = false WHERE id = $1 AND step = $2 AND status = $3",
+        rollout.id,
+        rollout.step,
+        rollout.status,
+    )

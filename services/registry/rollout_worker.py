@@ -48,6 +48,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def announce(registry: PromptRegistry, rollout: Rollout, move: LabelMove | None) -> None:
+    """Announce a rollout's committed label move as any other, then clear its pending mark."""
+    if move is not None:
+        await registry.announce_move(rollout.project_id, rollout.prompt, move)
+    await rollout_store.announced(registry.pool, rollout)
+
+
 class RolloutWorker:
     def __init__(self, registry: PromptRegistry, bus: Bus) -> None:
         self._registry = registry
@@ -59,6 +66,7 @@ class RolloutWorker:
         """Visit running rollouts and publish pending rollback events until stopping."""
         while not stopping.is_set():
             try:
+                await self.announce_pending()
                 ids = await rollout_store.to_visit(self._pool, VISITS_PER_ROUND)
                 await asyncio.gather(*(self._visit_in_slot(i) for i in ids))
                 await self.publish_rollbacks()
@@ -106,9 +114,15 @@ class RolloutWorker:
                 move = await rollout_store.roll_back(conn, rollout, decision, event, by, now)
                 TRANSITIONS.labels("rolled_back").inc()
                 log.warning("rollout_rolled_back", rollout=str(rollout.id), metric=decision.metric)
-        await self._registry.announce_move(rollout.project_id, rollout.prompt, move)
         if move is not None:
+            after = await rollout_store.get(self._pool, rollout.project_id, rollout.prompt, rollout.id)
+            await announce(self._registry, after.rollout, move)
             await self.publish_rollbacks()
+
+    async def announce_pending(self) -> None:
+        """Moves committed just before a crash (of this replica or another) are announced now."""
+        for rollout in await rollout_store.unannounced(self._pool):
+            await announce(self._registry, rollout, LabelMove(rollout.label, (), rollout.expected_split))
 
     async def _compare(self, request: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -15,6 +15,7 @@ from services.common.errors import Invalid, NotFound
 from services.registry import rollout_store
 from services.registry.keys import Callers
 from services.registry.registry import PromptRegistry, from_store
+from services.registry.rollout_worker import announce
 from services.registry.rollouts import StartRequest, check_start, iso
 
 
@@ -107,7 +108,7 @@ class RolloutController(Controller):
         rollout, move = await from_store(
             rollout_store.start(registry.pool, project_id, name, plan, by, datetime.now(UTC))
         )
-        await registry.announce_move(project_id, name, move)
+        await from_store(announce(registry, rollout, move))
         return _body(await from_store(rollout_store.get(registry.pool, project_id, name, rollout.id)))
 
     @get_route("/")
@@ -137,5 +138,6 @@ class RolloutController(Controller):
         ident = _rollout_id(rollout_id, name)
         by = await callers.writer(request.headers)
         move = await from_store(rollout_store.abort(registry.pool, project_id, name, ident, by, datetime.now(UTC)))
-        await registry.announce_move(project_id, name, move)
-        return _body(await from_store(rollout_store.get(registry.pool, project_id, name, ident)))
+        stored = await from_store(rollout_store.get(registry.pool, project_id, name, ident))
+        await from_store(announce(registry, stored.rollout, move))
+        return _body(stored)

@@ -19,6 +19,9 @@ CREATE TABLE rollouts (
     created_by text NOT NULL DEFAULT '',
     created_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz,
+    -- A label move committed but not yet announced (caches dropped, replicas and SDKs told): set
+    -- with each move, cleared once announced, so a crash in between is announced after restart.
+    announce_pending boolean NOT NULL DEFAULT false,
     -- The outbox of the rollback event: written with the rollback, published to NATS after it commits.
     rollback_event jsonb,
     rollback_published_at timestamptz,
@@ -28,6 +31,7 @@ CREATE TABLE rollouts (
 CREATE UNIQUE INDEX rollouts_one_running ON rollouts (project_id, prompt, label) WHERE status = 'running';
 CREATE INDEX rollouts_of_prompt ON rollouts (project_id, prompt, created_at DESC);
 CREATE INDEX rollouts_to_visit ON rollouts (checked_at NULLS FIRST) WHERE status = 'running';
+CREATE INDEX rollouts_unannounced ON rollouts (created_at) WHERE announce_pending;
 CREATE INDEX rollouts_unpublished ON rollouts (created_at)
     WHERE rollback_event IS NOT NULL AND rollback_published_at IS NULL;
 
