@@ -297,6 +297,13 @@ async def test_starting_reading_and_aborting_rollouts_through_the_api_sdk_and_cl
         assert (await http.get("/api/v1/prompts/reply/rollouts/not-an-id")).status_code == 404
         async with httpx.AsyncClient(base_url=registry.url) as anonymous:
             assert (await anonymous.post("/api/v1/prompts/reply/rollouts", json=good)).status_code == 401
+            schema = (await anonymous.get("/schema/openapi.json")).json()
+        assert {"/api/v1/prompts/{name}/rollouts", "/api/v1/prompts/{name}/rollouts/{rollout_id}/abort"} <= set(
+            schema["paths"]
+        )
+        assert {"history", "status", "from_version"} <= set(
+            schema["components"]["schemas"]["RolloutBody"]["properties"]
+        )
 
         env = {"VANE_REGISTRY_URL": registry.url, "VANE_SECRET_KEY": project.keys.secret_key}
         runner = CliRunner()
