@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,14 +76,14 @@ class RolloutWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), POLL_SECONDS)
 
-    async def _visit_in_slot(self, rollout_id: Any) -> None:
+    async def _visit_in_slot(self, rollout_id: uuid.UUID) -> None:
         async with self._slots:
             try:
                 await self.visit(rollout_id)
             except Exception as exc:
                 log.warning("rollout_visit_failed", rollout=str(rollout_id), error=str(exc))
 
-    async def visit(self, rollout_id: Any) -> None:
+    async def visit(self, rollout_id: uuid.UUID) -> None:
         """One look at one rollout: wait, advance, complete or roll back (or skip: another replica has it)."""
         move: LabelMove | None = None
         async with self._pool.acquire() as conn, conn.transaction():
