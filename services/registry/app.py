@@ -25,6 +25,8 @@ from services.registry.grpc_api import PromptServicer, build_server
 from services.registry.http_api import PromptController
 from services.registry.keys import Callers
 from services.registry.registry import PromptRegistry
+from services.registry.rollout_worker import RolloutWorker
+from services.registry.rollouts_api import RolloutController
 
 NAME = "registry"
 NEEDS = Needs(postgres=True, nats=True, redis=True, redis_required=False)
@@ -64,7 +66,7 @@ async def build(resources: Resources) -> Sequence[Component]:
 
     app = build_http_app(
         resources,
-        [PromptController, *project_routes()],
+        [PromptController, RolloutController, *project_routes()],
         title="Vane prompt registry",
         dependencies={
             "project_id": Provide(project_id),
@@ -92,6 +94,8 @@ async def build(resources: Resources) -> Sequence[Component]:
         GrpcServer(f"{NAME}-grpc", grpc_server, settings.bind_host, settings.registry_grpc_port),
         http_class(f"{NAME}-http", app, settings.bind_host, settings.registry_http_port),
         Worker(f"{NAME}-resync", resync_after_reconnect),
+        # Guarded rollouts: every process visits them; a row lock keeps each rollout to one at a time.
+        Worker(f"{NAME}-rollouts", RolloutWorker(registry, resources.bus).run),
     ]
     if shared and worker_index(NAME) == 0:
         components.append(WorkerProcesses(settings.registry_workers, NAME))

@@ -113,6 +113,12 @@ class PromptRegistry:
         await self._announce(project, name, bus_pb2.PROMPT_CHANGE_KIND_LABELS_MOVED, main, [move] if move else [])
         return await self.resolve(project, name, label, None)
 
+    async def announce_move(self, project: uuid.UUID, name: str, move: store.LabelMove | None) -> None:
+        """A label move committed elsewhere (a rollout's step): drop caches and tell replicas and watchers."""
+        if move is not None:
+            main = store.main_version(move.after) or 0
+            await self._announce(project, name, bus_pb2.PROMPT_CHANGE_KIND_LABELS_MOVED, main, [move])
+
     async def remove_label(self, project: uuid.UUID, name: str, label: str, by: str) -> None:
         move = await _from_store(store.remove_label(self.pool, project, name, check_label(label), by))
         await self._announce(project, name, bus_pb2.PROMPT_CHANGE_KIND_LABELS_MOVED, 0, [move])
@@ -190,3 +196,6 @@ async def _from_store(work: Awaitable[T]) -> T:
         return await work
     except STORE_ERRORS as exc:
         raise Unavailable(f"the prompt store (Postgres) is unreachable: {exc}") from exc
+
+
+from_store = _from_store  # for the registry's other stores (rollouts)

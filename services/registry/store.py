@@ -157,11 +157,24 @@ async def set_split(
 ) -> LabelMove | None:
     """Point a label at several versions with weights."""
     async with pool.acquire() as conn, conn.transaction():
-        await _lock_prompt(conn, project, name)
-        missing = {v for v, _ in split} - await _existing_versions(conn, project, name, [v for v, _ in split])
-        if missing:
-            raise NotFound(f"prompt {name!r} has no version {', '.join(map(str, sorted(missing)))}")
-        return await _move(conn, project, name, label, split, by)
+        return await split_label(conn, project, name, label, split, by)
+
+
+async def split_label(
+    conn: Conn, project: uuid.UUID, name: str, label: str, split: Allocation, by: str
+) -> LabelMove | None:
+    """As set_split, inside the caller's transaction (a rollout's step commits with its label move)."""
+    await _lock_prompt(conn, project, name)
+    missing = {v for v, _ in split} - await _existing_versions(conn, project, name, [v for v, _ in split])
+    if missing:
+        raise NotFound(f"prompt {name!r} has no version {', '.join(map(str, sorted(missing)))}")
+    return await _move(conn, project, name, label, split, by)
+
+
+async def locked_allocation(conn: Conn, project: uuid.UUID, name: str, label: str) -> Allocation:
+    """A label's allocation now, with the prompt locked until the caller's transaction ends."""
+    await _lock_prompt(conn, project, name)
+    return await _allocation(conn, project, name, label)
 
 
 async def remove_label(pool: asyncpg.Pool, project: uuid.UUID, name: str, label: str, by: str) -> LabelMove:

@@ -7,6 +7,7 @@ from vane.http_json import ApiError
 from vane.observe import observe
 from vane.prompt import Prompt
 from vane.prompts import PromptError, PromptNotFound, PromptRejected, RegistryUnavailable
+from vane.rollouts import Rollout, RolloutStep
 from vane.tracing import ScoreError
 from vane.tracing_generation import Generation, current_generation, update_current_generation
 from vane.tracing_register import EvalTag, ProjectType, flush, register
@@ -27,6 +28,8 @@ __all__ = [
     "RankedVersion",
     "RegistryUnavailable",
     "Regression",
+    "Rollout",
+    "RolloutStep",
     "ScoreError",
     "TimeSeries",
     "Vane",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from vane.config import ClientConfig
 from vane.datasets import DatasetsMixin
 from vane.prompts import PromptsMixin
+from vane.rollouts import RolloutsMixin
 from vane.tracing import TracingMixin
 
 
-class Vane(PromptsMixin, TracingMixin, DatasetsMixin):
+class Vane(PromptsMixin, TracingMixin, DatasetsMixin, RolloutsMixin):
     """Reads VANE_SECRET_KEY, VANE_PUBLIC_KEY, VANE_REGISTRY, VANE_OTLP_ENDPOINT, VANE_API_URL and
-    VANE_QUERY_URL where no argument is given."""
+    VANE_QUERY_URL (and VANE_REGISTRY_URL, the registry's HTTP API) where no argument is given."""
 
     def __init__(
         self,
@@ -20,8 +21,11 @@ class Vane(PromptsMixin, TracingMixin, DatasetsMixin):
         otlp_endpoint: str | None = None,
         api_url: str | None = None,
         query_url: str | None = None,
+        registry_url: str | None = None,
     ) -> None:
-        self.config = ClientConfig.resolve(secret_key, public_key, registry, otlp_endpoint, api_url, query_url)
+        self.config = ClientConfig.resolve(
+            secret_key, public_key, registry, otlp_endpoint, api_url, query_url, registry_url
+        )
         self._init_prompts()
         self._init_tracing()
 

@@ -14,6 +14,7 @@ class ClientConfig:
     otlp_endpoint: str  # base URL of ingest's OTLP/HTTP receiver
     api_url: str  # base URL of the HTTP APIs that take writes (ingest: scores)
     query_url: str = "http://127.0.0.1:8080"  # base URL of the aggregator's query API (metrics, compare)
+    registry_url: str = "http://127.0.0.1:8081"  # base URL of the registry's HTTP API (rollouts)
 
     @classmethod
     def resolve(
@@ -24,6 +25,7 @@ class ClientConfig:
         otlp_endpoint: str | None = None,
         api_url: str | None = None,
         query_url: str | None = None,
+        registry_url: str | None = None,
     ) -> ClientConfig:
         # Behind the gateway one origin serves every API: VANE_API_URL alone then points reads there too.
         query = (
@@ -36,4 +38,5 @@ class ClientConfig:
             otlp_endpoint=(otlp_endpoint or os.environ.get("VANE_OTLP_ENDPOINT", "http://127.0.0.1:4318")).rstrip("/"),
             api_url=(api_url or os.environ.get("VANE_API_URL", "http://127.0.0.1:4318")).rstrip("/"),
             query_url=query.rstrip("/"),
+            registry_url=(registry_url or os.environ.get("VANE_REGISTRY_URL", "http://127.0.0.1:8081")).rstrip("/"),
         )
