@@ -9,8 +9,9 @@ metric (no time to first token recorded) gets 0 for it.
 
 Estimates are the versions table's figures: medians of latency, time to first token and tokens,
 the median cost, rates of errors, and the mean of a score (a 1–5 rating's median hides the
-difference the mean shows). The winner is clear only when the top two are significantly apart
-(Holm-corrected, as compare decides) on at least one weighted metric.
+difference the mean shows). The winner is clear only when the top candidate's weighted score is
+above the second's and it is significantly better than the second (Holm-corrected, as compare
+decides) on at least one weighted metric: a tie, or a lead the weights alone give, is no winner.
 """
 
 from __future__ import annotations
@@ -180,16 +181,20 @@ async def _clear(
     if len(ranking) == 1:
         return True, f"{top} is the only candidate with runs in the range"
     (key_a, first), (key_b, second) = ranking[0], ranking[1]
+    if math.isclose(first["score"], second["score"], abs_tol=1e-9):
+        return False, f"no clear winner: {first['version']} and {second['version']} tie on the weighted score"
     async with pool.acquire() as conn:
         keep = None if request.kind == "prompt" else await query.label_keep(conn, project, filters.label)
         wanted = {key_a, key_b}
         name = request.name if request.kind == "prompt" else None
         data = await read_versions(conn, project, filters, name, keep, wanted)
+    # b is the top candidate: it must be significantly better than the second on a weighted metric
+    # (a top that is only ever significantly worse, and ranks first by the weights alone, is no winner)
     found = decide(compare.comparisons(data[key_b], data[key_a], kinds, only=weighted), request.alpha)
-    apart = [c for c in found if c.verdict in ("b_better", "b_worse")]
+    apart = [c for c in found if c.verdict == "b_better"]
     if not apart:
         return False, (
-            f"no clear winner: {first['version']} and {second['version']} are not significantly apart "
+            f"no clear winner: {first['version']} is not significantly better than {second['version']} "
             f"on any weighted metric (Holm-corrected, α = {request.alpha})"
         )
     named = ", ".join(f"{c.metric} ({c.statistic}, p = {c.p_value:.3g})" for c in apart)

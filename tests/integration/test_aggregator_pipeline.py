@@ -52,6 +52,20 @@ async def test_demo_workload_through_ingest_shows_both_prompt_and_app_versions_w
                 return all(v["scores"].get("helpfulness", {}).get("count", 0) > 0 for v in r)
 
             await eventually(scored, timeout=60)
+
+            # each run is a trace of five spans (two of them LLM calls): one run per reply
+            async def runs_counted() -> list[dict[str, Any]] | None:
+                rows = (await http.get("/api/v1/versions/metrics")).json()["versions"]
+                return rows if sum(r["run_count"] or 0 for r in rows) == len(generations) else None
+
+            apps = await eventually(runs_counted, timeout=60)
+            assert sum(r["generation_count"] for r in apps) == 2 * len(generations)
+            for row in apps:
+                assert row["median_run_latency_ms"] > row["median_latency_ms"]  # a run holds its calls
+            # a second `vane up --demo` on the same database loads nothing more
+            await load_demo(endpoints, project.keys.secret_key)
+            again = (await http.get("/api/v1/versions/metrics")).json()["versions"]
+            assert sum(r["generation_count"] for r in again) == 2 * len(generations)
     finally:
         bus = await bus_for(Settings.from_env(), infra.nats_url, namespace)
         await drop_streams(bus)
