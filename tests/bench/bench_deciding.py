@@ -24,6 +24,7 @@ from services.common import db
 from services.common.auth import create_project
 from services.common.settings import Settings
 from tests.bench.bench_aggregator import load_rollups, stamp
+from tests.support.aggregator_load import bus_for, drop_streams
 from tests.support.processes import ServiceProcess
 from tests.support.scratch import drop_database, with_database
 
@@ -113,6 +114,9 @@ async def main(args: argparse.Namespace) -> None:
         if aggregator is not None:
             aggregator.kill()
         await pool.close()
+        bus = await bus_for(settings, settings.nats_url, env["VANE_NAMESPACE"])
+        await drop_streams(bus)
+        await bus.close()
         await drop_database(database_url)
         print(f"logs in {log_dir}")
 
