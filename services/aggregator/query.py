@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import asyncpg
+import msgspec
 
 from services.aggregator import rollup, rollup_rows, run_query
 from services.aggregator.block_cache import BlockCache
@@ -30,6 +31,7 @@ from services.aggregator.store import Conn
 from services.aggregator.version_merge import Summary, summarise_blobs
 
 CACHE = BlockCache.create()
+_encode = msgspec.json.Encoder().encode
 _EPOCH = datetime(1970, 1, 1)
 # Metrics whose values are whole numbers: their medians and percentiles answer whole numbers too.
 _WHOLE = (rollup.INPUT_TOKENS, rollup.OUTPUT_TOKENS, rollup.TOTAL_TOKENS)
@@ -217,6 +219,36 @@ async def grouped_rows(
         CACHE.rows.put((scope, g), v.fingerprint, row)
         out[g] = row
     return {g: row for g, row in out.items() if row["generation_count"]}
+
+
+async def grouped_points(
+    conn: Conn,
+    scope: Scope,
+    width: int,
+    span: tuple[int, int],
+    keep: Keep,
+    fields: tuple[str, ...],
+    tail: bytes = b"}",
+) -> dict[Hashable, dict[int, bytes]]:
+    """Each version's points over the blocks of `width` in `span` (minutes), oldest first, those with
+    generations: each the JSON of {"at", and `fields` of its ROW} with `tail` in place of its closing
+    brace (more fields). From the cache where none of a point's rows changed."""
+    key = (scope, width, fields, tail)
+    held = CACHE.points.series(key)
+    found = await rollup_rows.read_points(conn, CACHE, scope, width, span, keep, held)
+    missing = list(found.blobs)
+    merged = summarise_blobs([found.blobs[g] for g in missing])
+    for (version, bucket), summaries, errors in zip(missing, merged.summaries, merged.score_errors, strict=True):
+        row = metrics_row(counters(found.rows[(version, bucket)]), summaries, errors)
+        point = {"at": iso(bucket * NS_PER_MINUTE), **{f: row[f] for f in fields}}
+        encoded = _encode(point)[:-1] + tail if row["generation_count"] else b""
+        CACHE.points.put(key, version, bucket, found.points[version][bucket], encoded)
+    out: dict[Hashable, dict[int, bytes]] = {}
+    for version, mine in found.points.items():
+        encoded_of = held[version][1]
+        points = {bucket: encoded_of[bucket] for bucket in sorted(mine)}
+        out[version] = {bucket: point for bucket, point in points.items() if point}
+    return {version: points for version, points in out.items() if points}
 
 
 async def _grouped(

@@ -14,14 +14,16 @@ from collections.abc import Hashable
 from typing import Any, cast
 
 import asyncpg
+import msgspec
 
 from services.aggregator import query, rollup, run_query
-from services.aggregator.query import Filters, grouped_rows, iso
+from services.aggregator.query import Filters, grouped_points, iso
 from services.aggregator.rollup import NS_PER_MINUTE
 from services.aggregator.rollup_rows import Keep, Scope
 from services.aggregator.store import Conn
 from services.common.errors import Invalid
 
+_encode = msgspec.json.Encoder().encode
 INTERVALS = {"minute": 1, "5m": 5, "15m": 15, "hour": 60, "6h": 360, "day": 1440}
 MAX_POINTS = 300  # the finest interval that gives at most this many points, when none is asked for
 # Field names a point may hold (`metrics=`): every ROW figure but the version's own identity.
@@ -80,20 +82,37 @@ def choose_interval(asked: str | None, start: int, end: int) -> str:
 
 async def _points(
     conn: Conn, scope: Scope, start: int, end: int, width: int, fields: tuple[str, ...], keep: Keep
-) -> dict[Hashable, list[dict[str, Any]]]:
-    """Each version's points (those with generations or, for app versions, runs), oldest first."""
-    blocks = [(width, bucket) for bucket in range(start, end, width)]
-    rows = cast(dict[tuple[Hashable, int], dict[str, Any]], await grouped_rows(conn, scope, blocks, keep))
+) -> dict[Hashable, msgspec.Raw]:
+    """Each version's points (those with generations or, for app versions, runs), oldest first, as the
+    JSON array they are sent as: the points come encoded, from the cache (`query.grouped_points`)."""
+    generation_fields = tuple(f for f in fields if f not in run_query.RUN_FIELDS)
+    run_fields = tuple(f for f in fields if f in run_query.RUN_FIELDS)
+    # a point's run fields close its JSON object where they come after the others (as by default): each
+    # point is held with them null (no runs), and the few points with runs have their figures put there
+    spliced = bool(run_fields) and generation_fields + run_fields == fields
+    tail = b"," + _encode(dict.fromkeys(run_fields))[1:] if spliced else b"}"
+    found = await grouped_points(conn, scope, width, (start, end), keep, generation_fields, tail)
     runs: dict[Any, dict[str, Any]] = {}
-    if any(f in run_query.RUN_FIELDS for f in fields) and scope.model is None and scope.label is None:
+    if run_fields and scope.model is None and scope.label is None:
+        blocks = [(width, bucket) for bucket in range(start, end, width)]
         runs = await run_query.run_figures(conn, scope.project, blocks, scope.project_name, per_block=True)
-    empty = query.metrics_row(query.Counters(), {}, {})
-    series: dict[Hashable, list[tuple[int, dict[str, Any]]]] = {}
-    for version, bucket in rows.keys() | runs.keys():
-        row = {**rows.get((version, bucket), empty), **runs.get((version, bucket), run_query.NO_RUNS)}
-        point = {"at": iso(bucket * NS_PER_MINUTE), **{f: row[f] for f in fields}}
-        series.setdefault(version, []).append((bucket, point))
-    return {v: [p for _, p in sorted(points, key=lambda bp: bp[0])] for v, points in series.items()}
+    if runs or (run_fields and not spliced):
+        empty = query.metrics_row(query.Counters(), {}, {})
+        for version, bucket in runs:  # runs but no generations
+            points = found.setdefault(version, {})
+            if bucket not in points:
+                at = iso(bucket * NS_PER_MINUTE)
+                points[bucket] = _encode({"at": at, **{f: empty[f] for f in generation_fields}})[:-1] + tail
+        for version, points in found.items():
+            for bucket, point in points.items():
+                figures = runs.get((version, bucket))
+                if not spliced:  # the fields in their asked order: the point made again
+                    merged = {**msgspec.json.decode(point), **(figures or run_query.NO_RUNS)}
+                    points[bucket] = _encode({"at": merged["at"], **{f: merged[f] for f in fields}})
+                elif figures is not None:
+                    points[bucket] = point[: -len(tail)] + b"," + _encode({f: figures[f] for f in run_fields})[1:]
+            found[version] = dict(sorted(points.items()))
+    return {v: msgspec.Raw(b"[" + b",".join(points.values()) + b"]") for v, points in found.items()}
 
 
 async def _aligned(
