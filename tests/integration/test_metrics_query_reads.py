@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
+import msgspec
+import pytest
 
-from services.aggregator import rollup_rows
+from services.aggregator import query, rollup_rows
 from services.aggregator.block_cache import BlockCache
 from services.aggregator.rollup import Cell, to_blob
 from services.aggregator.rollup_rows import Scope
@@ -115,3 +117,78 @@ async def test_a_row_updated_between_the_two_statements_is_read_again_from_one_s
         project,
     )
     assert revision in v1.revisions
+
+
+HOURS = [1_000_020 + 60 * i for i in range(3)]
+
+
+async def _hourly(pool: asyncpg.Pool, project: uuid.UUID) -> None:
+    for i, bucket in enumerate(HOURS):
+        for app in ("v1", "v2"):
+            await pool.execute(_INSERT, project, 60, bucket, app, i + 1, _blob(100.0 + i))
+
+
+async def _read_points(
+    conn: Recording, cache: BlockCache, project: uuid.UUID, held: dict[Any, Any]
+) -> rollup_rows.PointsRead:
+    scope = Scope(project, "app_version", None, None, None, per_block=True)
+    return await rollup_rows.read_points(conn, cache, scope, 60, (HOURS[0], HOURS[-1] + 60), None, held)  # type: ignore[arg-type]
+
+
+async def test_a_series_fetches_only_the_points_whose_rows_changed_and_from_one_snapshot(
+    pool: asyncpg.Pool, make_project: Callable[..., Any]
+) -> None:
+    project = (await make_project()).id
+    await _hourly(pool, project)
+    async with pool.acquire() as raw:
+        conn, cache = Recording(raw), BlockCache.create()
+        first = await _read_points(conn, cache, project, {})
+        assert conn.statements == 2  # each row's buckets and revisions, then the rows of the points not held
+        assert set(first.points) == {("", "v1"), ("", "v2")} and sorted(first.points[("", "v1")]) == HOURS
+        assert sorted(first.blobs) == sorted((app, bucket) for app in first.points for bucket in HOURS)
+        assert first.blobs[(("", "v2"), HOURS[1])] == [_blob(101.0)]
+        assert [r["generation_count"] for r in first.rows[(("", "v1"), HOURS[2])]] == [3]
+        held = {version: (dict(points), {}) for version, points in first.points.items()}
+        again = await _read_points(conn, cache, project, held)
+        assert conn.statements == 3 and again.blobs == {}  # nothing changed: one statement
+        await pool.execute(_UPDATE, project, 60, HOURS[1], "v2", 7, _blob(101.0, 8.0))
+        changed = await _read_points(conn, cache, project, held)
+        assert list(changed.blobs) == [(("", "v2"), HOURS[1])]  # only the updated point is read
+        assert changed.blobs[(("", "v2"), HOURS[1])] == [_blob(101.0, 8.0)]
+        assert (conn.statements, conn.transactions) == (5, 0)
+
+        async def update_again() -> None:  # a batch commits between the two statements
+            await pool.execute(_UPDATE, project, 60, HOURS[1], "v2", 9, _blob(101.0, 8.0, 9.0))
+
+        conn.before[7] = update_again
+        found = await _read_points(conn, cache, project, held)
+        assert conn.transactions == 1  # read again, in a repeatable-read transaction
+        assert [r["generation_count"] for r in found.rows[(("", "v2"), HOURS[1])]] == [9]
+        assert found.blobs[(("", "v2"), HOURS[1])] == [_blob(101.0, 8.0, 9.0)]
+
+
+async def test_a_series_point_held_answers_again_only_while_its_rows_are_unchanged(
+    pool: asyncpg.Pool, make_project: Callable[..., Any]
+) -> None:
+    project = (await make_project()).id
+    await _hourly(pool, project)
+    # a second model's row in v1's last hour: that point is made of two rows
+    await pool.execute(_INSERT.replace("'gpt-4o'", "'gpt-4o-mini'"), project, 60, HOURS[2], "v1", 4, _blob(50.0))
+    scope = Scope(project, "app_version", None, None, None, per_block=True)
+    span = (HOURS[0], HOURS[-1] + 60)
+    fields = ("generation_count", "median_latency_ms")
+    async with pool.acquire() as conn:
+        first = await query.grouped_points(conn, scope, 60, span, None, fields)
+        assert list(first[("", "v1")]) == HOURS
+        assert msgspec.json.decode(first[("", "v1")][HOURS[2]]) == {
+            "at": query.iso(HOURS[2] * 60 * 10**9),
+            "generation_count": 7,
+            "median_latency_ms": pytest.approx(50.0, rel=0.01),  # the lower of its two rows' values
+        }
+        assert await query.grouped_points(conn, scope, 60, span, None, fields) == first
+        await pool.execute(_UPDATE, project, 60, HOURS[0], "v2", 5, _blob(100.0, 30.0))
+        again = await query.grouped_points(conn, scope, 60, span, None, fields)
+    assert msgspec.json.decode(again[("", "v2")][HOURS[0]])["generation_count"] == 5
+    assert {v: {b: p for b, p in ps.items() if (v, b) != (("", "v2"), HOURS[0])} for v, ps in again.items()} == {
+        v: {b: p for b, p in ps.items() if (v, b) != (("", "v2"), HOURS[0])} for v, ps in first.items()
+    }
