@@ -61,17 +61,18 @@ WHERE project_id = $1 AND width_minutes = $2 AND bucket >= $3 AND bucket < $4
 GROUP BY project_name, app_version, prompt_name, prompt_version, model
 """
 # The named rows as _ROWS_QUERY reads them; their sketches only where asked (the cache holds the others).
+# The rows of a series' blocks as _ROWS_QUERY reads them (a few blocks, or all of a cold series: by block,
+# which Postgres reads along the key, not by row); their sketches only where asked (others are held).
 _POINT_ROWS_QUERY = """
 SELECT r.width_minutes, r.bucket, r.project_name, r.app_version, r.prompt_name, r.prompt_version, r.model,
        r.xmin::text::bigint AS revision,
        generation_count, error_count, input_tokens, output_tokens, cost, input_cost, output_cost, first_ns, last_ns,
-       CASE WHEN u.blob THEN r.sketches END AS sketches
+       CASE WHEN b.blob THEN r.sketches END AS sketches
 FROM rollups r
-JOIN unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::bool[])
-  AS u(w, k, p, a, n, v, m, blob)
-  ON (r.width_minutes, r.bucket, r.project_name, r.app_version, r.prompt_name, r.prompt_version, r.model)
-   = (u.w, u.k, u.p, u.a, u.n, u.v, u.m)
-WHERE r.project_id = $1
+JOIN unnest($3::bigint[], $4::bool[]) AS b(k, blob) ON r.bucket = b.k
+WHERE r.project_id = $1 AND r.width_minutes = $2
+  AND ($5::text IS NULL OR r.prompt_name = $5) AND ($6::text IS NULL OR r.model = $6)
+  AND ($7::text IS NULL OR r.project_name = $7) AND ($8::text IS NULL OR r.app_version = $8)
 """
 # Positions in a row of _ROWS_QUERY: its identity is the first seven columns.
 _IDENTITY = 7
@@ -290,15 +291,28 @@ async def _read_points(
     if not asked:
         return PointsRead(points, {}, {})
     project = scope.project.int
-    # each asked point's rows' identities and revisions, and their sketches where the cache holds them
-    named: list[tuple[RowIdentity, int, StoredRow | None]] = []
+    # each asked point's rows, and their sketches where the cache holds them; the sketches of a block with
+    # a row not held are read (the cache is left as it is: a series' rows would push out metrics queries')
+    named: list[tuple[tuple[int, int, str, str, str, int, str], int, StoredRow | None]] = []
+    blob_of: dict[int, bool] = {}
     for version, bucket in asked:
         rows = points[version][bucket]
         for (name, app, prompt, prompt_version, model), revision in [rows] if isinstance(rows, tuple) else rows:
-            identity = (project, (width, bucket, name, app, prompt, prompt_version, model))
-            named.append((identity, revision, cache.sketches.get(identity, revision)))
-    columns = [list(column) for column in zip(*(row_id for (_, row_id), _, _ in named), strict=True)]
-    fetched = await conn.fetch(_POINT_ROWS_QUERY, scope.project, *columns, [held is None for _, _, held in named])
+            row_id = (width, bucket, name, app, prompt, prompt_version, model)
+            stored = cache.sketches.get((project, row_id), revision)
+            named.append((row_id, revision, stored))
+            blob_of[bucket] = blob_of.get(bucket, False) or stored is None
+    fetched = await conn.fetch(
+        _POINT_ROWS_QUERY,
+        scope.project,
+        width,
+        list(blob_of),
+        list(blob_of.values()),
+        scope.prompt_name,
+        scope.model,
+        scope.project_name,
+        scope.app_version,
+    )
     by_identity = {r[:_IDENTITY]: r for r in fetched}
     rows_of: dict[tuple[Hashable, int], list[asyncpg.Record]] = {}
     blobs: dict[tuple[Hashable, int], list[bytes]] = {}
@@ -308,7 +322,7 @@ async def _read_points(
         out = blobs[g] = []
         rows = points[g[0]][g[1]]
         for _ in range(1 if isinstance(rows, tuple) else len(rows)):
-            (_, row_id), revision, stored = named[at]
+            row_id, revision, stored = named[at]
             at += 1
             r = by_identity.get(row_id)
             if r is None or r[_REVISION] != revision:  # updated (or gone) since the first statement
@@ -316,12 +330,7 @@ async def _read_points(
                     raise RuntimeError("a rollup row changed within one snapshot")
                 return None
             mine_rows.append(r)
-            if stored is not None:
-                out.append(stored.blob)
-            else:
-                blob = r[_SKETCHES] or b""
-                cache.sketches.put((project, row_id), revision, stored_row(blob))
-                out.append(blob)
+            out.append(stored.blob if stored is not None else r[_SKETCHES] or b"")
     return PointsRead(points, rows_of, blobs)
 
 
