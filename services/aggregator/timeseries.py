@@ -92,10 +92,9 @@ async def _points(
     spliced = bool(run_fields) and generation_fields + run_fields == fields
     tail = b"," + _encode(dict.fromkeys(run_fields))[1:] if spliced else b"}"
     found = await grouped_points(conn, scope, width, (start, end), keep, generation_fields, tail)
-    runs: dict[Any, dict[str, Any]] = {}
+    runs: dict[tuple[Hashable, int], bytes] = {}
     if run_fields and scope.model is None and scope.label is None:
-        blocks = [(width, bucket) for bucket in range(start, end, width)]
-        runs = await run_query.run_figures(conn, scope.project, blocks, scope.project_name, per_block=True)
+        runs = await run_query.series_points(conn, scope.project, width, (start, end), scope.project_name, run_fields)
     if runs or (run_fields and not spliced):
         empty = query.metrics_row(query.Counters(), {}, {})
         for version, bucket in runs:  # runs but no generations
@@ -107,10 +106,12 @@ async def _points(
             for bucket, point in points.items():
                 figures = runs.get((version, bucket))
                 if not spliced:  # the fields in their asked order: the point made again
-                    merged = {**msgspec.json.decode(point), **(figures or run_query.NO_RUNS)}
+                    merged = {**msgspec.json.decode(point), **run_query.NO_RUNS}
+                    if figures is not None:
+                        merged.update(msgspec.json.decode(figures))
                     points[bucket] = _encode({"at": merged["at"], **{f: merged[f] for f in fields}})
                 elif figures is not None:
-                    points[bucket] = point[: -len(tail)] + b"," + _encode({f: figures[f] for f in run_fields})[1:]
+                    points[bucket] = point[: -len(tail)] + b"," + figures[1:]
             found[version] = dict(sorted(points.items()))
     return {v: msgspec.Raw(b"[" + b",".join(points.values()) + b"]") for v, points in found.items()}
 

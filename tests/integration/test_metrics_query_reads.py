@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import msgspec
 import pytest
 
-from services.aggregator import query, rollup_rows
+from services.aggregator import query, rollup_rows, run_query
 from services.aggregator.block_cache import BlockCache
 from services.aggregator.rollup import Cell, to_blob
 from services.aggregator.rollup_rows import Scope
+from services.aggregator.runs import RUN_LATENCY
 from services.aggregator.sketches import Sketch
 
 BLOCKS = [(60, 1_000_020), (1, 1_000_080)]
@@ -192,3 +194,49 @@ async def test_a_series_point_held_answers_again_only_while_its_rows_are_unchang
     assert {v: {b: p for b, p in ps.items() if (v, b) != (("", "v2"), HOURS[0])} for v, ps in again.items()} == {
         v: {b: p for b, p in ps.items() if (v, b) != (("", "v2"), HOURS[0])} for v, ps in first.items()
     }
+
+
+_RUN_INSERT = """
+INSERT INTO run_rollups (project_id, width_minutes, bucket, project_name, app_version, run_count, error_count, cost,
+                         sketches)
+VALUES ($1, 60, $2, 'bot', $3, $4, $5, $6, $7)
+"""
+
+
+def _runs_blob(*latencies: float) -> bytes:
+    return to_blob(Cell(sketches={RUN_LATENCY: Sketch.of(list(latencies))}))
+
+
+async def test_a_series_run_point_is_made_again_only_when_its_run_rollup_changed(
+    pool: asyncpg.Pool, make_project: Callable[..., Any]
+) -> None:
+    project = (await make_project()).id
+    for i, bucket in enumerate(HOURS):
+        await pool.execute(_RUN_INSERT, project, bucket, "v1", 2, i % 2, Decimal("0.5"), _runs_blob(10.0, 20.0 + i))
+    await pool.execute(_RUN_INSERT, project, HOURS[0], "v2", 0, 0, Decimal(0), b"")  # no runs: no point
+    span, fields = (HOURS[0], HOURS[-1] + 60), ("run_count", "run_error_rate", "mean_run_latency_ms")
+    async with pool.acquire() as conn:
+        first = await run_query.series_points(conn, project, 60, span, None, fields)
+        assert sorted(first) == [(("bot", "v1"), bucket) for bucket in HOURS]
+        assert msgspec.json.decode(first[(("bot", "v1"), HOURS[1])]) == {
+            "run_count": 2,
+            "run_error_rate": 0.5,
+            "mean_run_latency_ms": 15.5,
+        }
+        assert await run_query.series_points(conn, project, 60, span, None, fields) == first
+        await pool.execute(
+            "UPDATE run_rollups SET run_count = 3, sketches = $3 WHERE project_id = $1 AND bucket = $2 "
+            "AND app_version = 'v1'",
+            project,
+            HOURS[2],
+            _runs_blob(10.0, 22.0, 30.0),
+        )
+        again = await run_query.series_points(conn, project, 60, span, None, fields)
+        only = await run_query.series_points(conn, project, 60, span, "other-app", fields)
+    assert msgspec.json.decode(again[(("bot", "v1"), HOURS[2])]) == {
+        "run_count": 3,
+        "run_error_rate": 0.0,
+        "mean_run_latency_ms": pytest.approx(62 / 3),
+    }
+    assert {p: e for p, e in again.items() if p[1] != HOURS[2]} == {p: e for p, e in first.items() if p[1] != HOURS[2]}
+    assert only == {}
