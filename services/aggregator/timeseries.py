@@ -95,24 +95,28 @@ async def _points(
     runs: dict[tuple[Hashable, int], bytes] = {}
     if run_fields and scope.model is None and scope.label is None:
         runs = await run_query.series_points(conn, scope.project, width, (start, end), scope.project_name, run_fields)
-    if runs or (run_fields and not spliced):
-        empty = query.metrics_row(query.Counters(), {}, {})
-        for version, bucket in runs:  # runs but no generations
-            points = found.setdefault(version, {})
-            if bucket not in points:
-                at = iso(bucket * NS_PER_MINUTE)
-                points[bucket] = _encode({"at": at, **{f: empty[f] for f in generation_fields}})[:-1] + tail
+    empty = query.metrics_row(query.Counters(), {}, {})
+    added: set[Hashable] = set()  # versions with a point of runs but no generations
+    for version, bucket in runs:
+        points = found.setdefault(version, {})
+        if bucket not in points:
+            at = iso(bucket * NS_PER_MINUTE)
+            points[bucket] = _encode({"at": at, **{f: empty[f] for f in generation_fields}})[:-1] + tail
+            added.add(version)
+    if spliced:
+        for (version, bucket), figures in runs.items():
+            point = found[version][bucket]
+            found[version][bucket] = point[: -len(tail)] + b"," + figures[1:]
+    elif run_fields:  # the fields in their asked order: each point made again
         for version, points in found.items():
             for bucket, point in points.items():
-                figures = runs.get((version, bucket))
-                if not spliced:  # the fields in their asked order: the point made again
-                    merged = {**msgspec.json.decode(point), **run_query.NO_RUNS}
-                    if figures is not None:
-                        merged.update(msgspec.json.decode(figures))
-                    points[bucket] = _encode({"at": merged["at"], **{f: merged[f] for f in fields}})
-                elif figures is not None:
-                    points[bucket] = point[: -len(tail)] + b"," + figures[1:]
-            found[version] = dict(sorted(points.items()))
+                merged = {**msgspec.json.decode(point), **run_query.NO_RUNS}
+                held = runs.get((version, bucket))
+                if held is not None:
+                    merged.update(msgspec.json.decode(held))
+                points[bucket] = _encode({"at": merged["at"], **{f: merged[f] for f in fields}})
+    for version in added:
+        found[version] = dict(sorted(found[version].items()))
     return {v: msgspec.Raw(b"[" + b",".join(points.values()) + b"]") for v, points in found.items()}
 
 
