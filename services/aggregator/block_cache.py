@@ -18,7 +18,7 @@ them again from the rows' sketches, or even encoding them again, costs several t
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -140,22 +140,28 @@ class SeriesPoints:
         return versions
 
     def put(self, key: Hashable, version: Hashable, bucket: int, rows: Hashable, encoded: bytes) -> None:
+        self.put_all(key, [(version, bucket, rows, encoded)])
+
+    def put_all(self, key: Hashable, points: Sequence[tuple[Hashable, int, Hashable, bytes]]) -> None:
+        """Hold each (version, bucket, rows, JSON) of series `key`."""
         versions = self.series(key)
-        held = versions.get(version)
-        if held is None:
-            held = versions[version] = ({}, {})
-        old = held[1].get(bucket)
-        added = len(encoded) - (len(old) if old is not None else -POINT_OVERHEAD_BYTES)
-        held[0][bucket] = rows
-        held[1][bucket] = encoded
+        added = 0
+        for version, bucket, rows, encoded in points:
+            held = versions.get(version)
+            if held is None:
+                held = versions[version] = ({}, {})
+            old = held[1].get(bucket)
+            added += len(encoded) - (len(old) if old is not None else -POINT_OVERHEAD_BYTES)
+            held[0][bucket] = rows
+            held[1][bucket] = encoded
         self._sizes[key] += added
         self.nbytes += added
         while self.nbytes > self.budget_bytes and self._series:
-            dropped, points = self._series.popitem(last=False)
+            dropped, held_points = self._series.popitem(last=False)
             self.nbytes -= self._sizes.pop(dropped)
             if dropped == key:  # this series alone is past the budget: hold it from now on, empty
-                points.clear()
-                self._series[key], self._sizes[key] = points, 0
+                held_points.clear()
+                self._series[key], self._sizes[key] = held_points, 0
 
     def __len__(self) -> int:
         return sum(len(held[1]) for versions in self._series.values() for held in versions.values())

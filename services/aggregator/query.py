@@ -238,11 +238,13 @@ async def grouped_points(
     found = await rollup_rows.read_points(conn, CACHE, scope, width, span, keep, held)
     missing = list(found.blobs)
     merged = summarise_blobs([found.blobs[g] for g in missing])
+    made = []
     for (version, bucket), summaries, errors in zip(missing, merged.summaries, merged.score_errors, strict=True):
         row = metrics_row(counters(found.rows[(version, bucket)]), summaries, errors)
         point = {"at": iso(bucket * NS_PER_MINUTE), **{f: row[f] for f in fields}}
         encoded = _encode(point)[:-1] + tail if row["generation_count"] else b""
-        CACHE.points.put(key, version, bucket, found.points[version][bucket], encoded)
+        made.append((version, bucket, found.points[version][bucket], encoded))
+    CACHE.points.put_all(key, made)
     out: dict[Hashable, dict[int, bytes]] = {}
     for version, mine in found.points.items():
         encoded_of = held[version][1]
