@@ -300,17 +300,19 @@ async def grouped_points(
     missing = list(found.blobs)
     merged = summarise_blobs([found.blobs[g] for g in missing])
     made = []
+    fresh: dict[Hashable, dict[int, bytes]] = {}
     for (version, bucket), summaries, errors in zip(missing, merged.summaries, merged.score_errors, strict=True):
         cell = counters(found.rows[(version, bucket)])
         point = {"at": iso(bucket * NS_PER_MINUTE), **point_figures(cell, summaries, errors, fields)}
         encoded = _encode(point)[:-1] + tail if cell.generations else b""
         made.append((version, bucket, found.points[version][bucket], encoded))
+        fresh.setdefault(version, {})[bucket] = encoded
     CACHE.points.put_all(key, made)
     out: dict[Hashable, dict[int, bytes]] = {}
     for version, mine in found.points.items():
-        encoded_of = held[version][1]
-        points = {bucket: encoded_of[bucket] for bucket in sorted(mine)}
-        out[version] = {bucket: point for bucket, point in points.items() if point}
+        encoded_of = found.held[version]  # (a copy of its own)
+        encoded_of.update(fresh.get(version, {}))
+        out[version] = {bucket: json for bucket in sorted(mine) if (json := encoded_of[bucket])}
     return {version: points for version, points in out.items() if points}
 
 

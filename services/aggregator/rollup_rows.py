@@ -235,10 +235,12 @@ PointRows = tuple[Series, int] | frozenset[tuple[Series, int]]
 
 @dataclass
 class PointsRead:
-    """Every kept point's rows (by version, then bucket), and the rows and blobs of the points not held,
-    by (version, bucket)."""
+    """Every kept point's rows (by version, then bucket), what was held of each version when its points
+    were found held (a copy: other queries may change the cache meanwhile), and the rows and blobs of
+    the points not held, by (version, bucket)."""
 
     points: dict[Hashable, dict[int, PointRows]]
+    held: dict[Hashable, dict[int, bytes]]
     rows: dict[tuple[Hashable, int], list[asyncpg.Record]]
     blobs: dict[tuple[Hashable, int], list[bytes]]
 
@@ -284,12 +286,14 @@ async def _read_points(
     )
     points = _points(series, scope.by, keep)
     asked: list[tuple[Hashable, int]] = []
+    held_now: dict[Hashable, dict[int, bytes]] = {}
     for version, mine in points.items():
-        rows_held = held.get(version, _NONE_HELD)[0]
+        rows_held, encoded = held.get(version, _NONE_HELD)
+        held_now[version] = encoded.copy()
         if not mine.items() <= rows_held.items():  # some point changed, or is new: those are asked for
             asked.extend((version, bucket) for bucket, rows in mine.items() if rows_held.get(bucket) != rows)
     if not asked:
-        return PointsRead(points, {}, {})
+        return PointsRead(points, held_now, {}, {})
     project = scope.project.int
     # each asked point's rows, and their sketches where the cache holds them; the sketches of a block with
     # a row not held are read (the cache is left as it is: a series' rows would push out metrics queries')
@@ -331,7 +335,7 @@ async def _read_points(
                 return None
             mine_rows.append(r)
             out.append(stored.blob if stored is not None else r[_SKETCHES] or b"")
-    return PointsRead(points, rows_of, blobs)
+    return PointsRead(points, held_now, rows_of, blobs)
 
 
 _NONE_HELD: HeldPoints = ({}, {})

@@ -110,6 +110,7 @@ async def series_points(
     key = (project.int, width, project_name, fields)
     held = SERIES.series(key)
     columns: tuple[list[int], list[str], list[str], list[int]] = ([], [], [], [])
+    sent = {version: encoded.copy() for version, (_, encoded) in held.items()}  # others may change the cache
     for version, (revisions, _) in held.items():
         name, app = cast(tuple[str, str], version)
         for bucket, revision in revisions.items():
@@ -124,7 +125,7 @@ async def series_points(
     for r in rows:
         if r["held"]:
             version = (r["project_name"], r["app_version"])
-            out[(version, r["bucket"])] = held[version][1][r["bucket"]]
+            out[(version, r["bucket"])] = sent[version][r["bucket"]]
         else:
             made.append(r)
     merged = summarise_blobs([[r["sketches"]] for r in made])

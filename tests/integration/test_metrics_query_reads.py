@@ -190,6 +190,12 @@ async def test_a_series_point_held_answers_again_only_while_its_rows_are_unchang
         assert await query.grouped_points(conn, scope, 60, span, None, fields) == first
         await pool.execute(_UPDATE, project, 60, HOURS[0], "v2", 5, _blob(100.0, 30.0))
         again = await query.grouped_points(conn, scope, 60, span, None, fields)
+        budget, query.CACHE.points.budget_bytes = query.CACHE.points.budget_bytes, 1
+        try:  # nothing can be held: every point is made again, the same
+            assert await query.grouped_points(conn, scope, 60, span, None, fields) == again
+            assert await query.grouped_points(conn, scope, 60, span, None, fields) == again
+        finally:
+            query.CACHE.points.budget_bytes = budget
     assert msgspec.json.decode(again[("", "v2")][HOURS[0]])["generation_count"] == 5
     assert {v: {b: p for b, p in ps.items() if (v, b) != (("", "v2"), HOURS[0])} for v, ps in again.items()} == {
         v: {b: p for b, p in ps.items() if (v, b) != (("", "v2"), HOURS[0])} for v, ps in first.items()
