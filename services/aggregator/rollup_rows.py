@@ -94,7 +94,6 @@ class Scope(NamedTuple):
     label: str | None
     project_name: str | None = None
     app_version: str | None = None
-    per_block: bool = False  # group by (version, bucket): a time series' points
 
 
 @dataclass
@@ -154,7 +153,7 @@ async def _read(
         scope.project_name,
         scope.app_version,
     )
-    versions = _versions(scope.project.int, rows, scope.by, keep, scope.per_block)
+    versions = _versions(scope.project.int, rows, scope.by, keep)
     held: dict[Hashable, list[StoredRow | bytes | None]] = {}
     missing: list[tuple[RowIdentity, int]] = []
     for g, v in versions.items():
@@ -168,16 +167,12 @@ async def _read(
     return Read(versions, {g: _blobs(cache, versions[g], rows_held, fetched) for g, rows_held in held.items()})
 
 
-def _versions(
-    project: int, rows: list[asyncpg.Record], by: str, keep: Keep, per_block: bool
-) -> dict[Hashable, Version]:
+def _versions(project: int, rows: list[asyncpg.Record], by: str, keep: Keep) -> dict[Hashable, Version]:
     versions: dict[Hashable, Version] = {}
     by_app = by == "app_version"
     for r in rows:
         if keep is None or keep(r[4], r[5]):
             g = (r[2], r[3]) if by_app else r[5]
-            if per_block:
-                g = (g, r[1])
             v = versions.get(g)
             if v is None:
                 v = versions[g] = Version()

@@ -57,17 +57,16 @@ async def run_figures(
     blocks: list[tuple[int, int]],
     project_name: str | None = None,
     app_version: str | None = None,
-    per_block: bool = False,
 ) -> dict[Hashable, dict[str, Any]]:
-    """The run fields of each (project name, app version) over `blocks` (of each ((name, version),
-    bucket) with `per_block`), for the versions with runs."""
+    """The run fields of each (project name, app version) over `blocks`, for the versions with runs (a
+    time series' points: `series_points`)."""
     if not blocks:
         return {}
     rows = await conn.fetch(_ROWS, project, [b[0] for b in blocks], [b[1] for b in blocks], project_name, app_version)
     groups: dict[Hashable, list[Any]] = {}
     for r in rows:
         app = (r["project_name"], r["app_version"])
-        groups.setdefault((app, r["bucket"]) if per_block else app, []).append(r)
+        groups.setdefault(app, []).append(r)
     keys = list(groups)
     merged = summarise_blobs([[r["sketches"] for r in groups[g]] for g in keys])
     out: dict[Hashable, dict[str, Any]] = {}

@@ -149,7 +149,7 @@ async def prompt_series(
         chosen, start, end = aligned
         labels = await query.labels_of(conn, project, name)
         labelled = {v for v, ls in labels.items() if filters.label in ls}
-        scope = Scope(project, "prompt_version", name, filters.model, filters.label, per_block=True)
+        scope = Scope(project, "prompt_version", name, filters.model, filters.label)
 
         def keep(_: str, version: int) -> bool:
             return version > 0 and (filters.label is None or version in labelled)
@@ -177,7 +177,7 @@ async def version_series(
             return {"interval": choose_interval(interval, 0, 1), "series": [], "markers": []}
         chosen, start, end = aligned
         keep = await query.label_keep(conn, project, filters.label)
-        scope = Scope(project, "app_version", None, filters.model, filters.label, filters.project_name, per_block=True)
+        scope = Scope(project, "app_version", None, filters.model, filters.label, filters.project_name)
         series = await _points(conn, scope, start, end, INTERVALS[chosen], fields, keep)
         markers = await first_runs(conn, project, filters.project_name, start, end)
     apps = cast(list[tuple[str, str]], list(series))  # (project name, app version)

@@ -133,7 +133,7 @@ async def _hourly(pool: asyncpg.Pool, project: uuid.UUID) -> None:
 async def _read_points(
     conn: Recording, cache: BlockCache, project: uuid.UUID, held: dict[Any, Any]
 ) -> rollup_rows.PointsRead:
-    scope = Scope(project, "app_version", None, None, None, per_block=True)
+    scope = Scope(project, "app_version", None, None, None)
     return await rollup_rows.read_points(conn, cache, scope, 60, (HOURS[0], HOURS[-1] + 60), None, held)  # type: ignore[arg-type]
 
 
@@ -176,7 +176,7 @@ async def test_a_series_point_held_answers_again_only_while_its_rows_are_unchang
     await _hourly(pool, project)
     # a second model's row in v1's last hour: that point is made of two rows
     await pool.execute(_INSERT.replace("'gpt-4o'", "'gpt-4o-mini'"), project, 60, HOURS[2], "v1", 4, _blob(50.0))
-    scope = Scope(project, "app_version", None, None, None, per_block=True)
+    scope = Scope(project, "app_version", None, None, None)
     span = (HOURS[0], HOURS[-1] + 60)
     fields = ("generation_count", "median_latency_ms")
     async with pool.acquire() as conn:
