@@ -39,8 +39,9 @@ RowIdentity = tuple[int, tuple[int, int, str, str, str, int, str]]
 # Points held: 64 MB (their JSON plus ~400 bytes each): all fields of a 30-day hourly series of 20
 # versions take ~21 MB, four fields ~7 MB.
 POINT_BYTES = 64 * 1024**2
-# A held point's key, fingerprint, entry and dict slot, beside its JSON.
+# A held point's key, fingerprint, entry and dict slot, beside its JSON; a series' key and dicts.
 POINT_OVERHEAD_BYTES = 400
+SERIES_OVERHEAD_BYTES = 1024
 # Blocks remembered as read (~200 bytes each): those of hundreds of queries' covers.
 BLOCKS_READ = 20_000
 
@@ -133,9 +134,11 @@ class SeriesPoints:
     def series(self, key: Hashable) -> dict[Hashable, HeldPoints]:
         """The points held of series `key` by version: look points up in it directly."""
         versions = self._series.get(key)
-        if versions is None:
+        if versions is None:  # (a series held counts too, so that many empty ones go in time)
             versions = self._series[key] = {}
-            self._sizes[key] = 0
+            self._sizes[key] = SERIES_OVERHEAD_BYTES
+            self.nbytes += SERIES_OVERHEAD_BYTES
+            self._fit(key)
         self._series.move_to_end(key)
         return versions
 
@@ -156,14 +159,24 @@ class SeriesPoints:
             held[1][bucket] = encoded
         self._sizes[key] += added
         self.nbytes += added
+        self._fit(key)
+
+    def _fit(self, key: Hashable) -> None:
+        """Drop the least recently read series until the bytes fit; `key` last, starting over empty."""
         while self.nbytes > self.budget_bytes and self._series:
             dropped, held_points = self._series.popitem(last=False)
             self.nbytes -= self._sizes.pop(dropped)
             if dropped == key:  # this series alone is past the budget: hold it from now on, empty
                 held_points.clear()
-                self._series[key], self._sizes[key] = held_points, 0
+                self._series[key], self._sizes[key] = held_points, SERIES_OVERHEAD_BYTES
+                self.nbytes += SERIES_OVERHEAD_BYTES
+                return
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._series
 
     def __len__(self) -> int:
+        """The points held."""
         return sum(len(held[1]) for versions in self._series.values() for held in versions.values())
 
 

@@ -28,7 +28,7 @@ from services.aggregator.block_cache import BlockCache
 from services.aggregator.rollup import NS_PER_MINUTE
 from services.aggregator.rollup_rows import COUNTERS, Keep, Scope
 from services.aggregator.store import Conn
-from services.aggregator.version_merge import Summary, summarise_blobs
+from services.aggregator.version_merge import Merged, Summary, summarise_blobs
 
 CACHE = BlockCache.create()
 _encode = msgspec.json.Encoder().encode
@@ -298,7 +298,7 @@ async def grouped_points(
     held = CACHE.points.series(key)
     found = await rollup_rows.read_points(conn, CACHE, scope, width, span, keep, held)
     missing = list(found.blobs)
-    merged = summarise_blobs([found.blobs[g] for g in missing])
+    merged = summarise_blobs([found.blobs[g] for g in missing]) if missing else Merged([], [])
     made = []
     fresh: dict[Hashable, dict[int, bytes]] = {}
     for (version, bucket), summaries, errors in zip(missing, merged.summaries, merged.score_errors, strict=True):
