@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
 import asyncpg
+import msgspec
 
 from services.aggregator import rollup, rollup_rows, run_query
 from services.aggregator.block_cache import BlockCache
 from services.aggregator.rollup import NS_PER_MINUTE
 from services.aggregator.rollup_rows import COUNTERS, Keep, Scope
 from services.aggregator.store import Conn
-from services.aggregator.version_merge import Summary, summarise_blobs
+from services.aggregator.version_merge import Merged, Summary, summarise_blobs
 
 CACHE = BlockCache.create()
+_encode = msgspec.json.Encoder().encode
 _EPOCH = datetime(1970, 1, 1)
 # Metrics whose values are whole numbers: their medians and percentiles answer whole numbers too.
 _WHOLE = (rollup.INPUT_TOKENS, rollup.OUTPUT_TOKENS, rollup.TOTAL_TOKENS)
@@ -194,6 +196,70 @@ def metrics_row(cell: Counters, summaries: dict[str, Summary], score_errors: dic
     }
 
 
+def _scores(cell: Counters, summaries: dict[str, Summary], score_errors: dict[str, int]) -> dict[str, Any]:
+    names = sorted(
+        {n[len(rollup.SCORE_PREFIX) :] for n in summaries if n.startswith(rollup.SCORE_PREFIX)} | set(score_errors)
+    )
+    return {n: _score_stats(summaries.get(rollup.score_metric(n)), score_errors.get(n, 0)) for n in names}
+
+
+def _mean_cost(cell: Counters, summaries: dict[str, Summary], _: dict[str, int]) -> float | None:
+    cost = summaries.get(rollup.COST)
+    return _usd(cell.cost / cost.count) if cost else None
+
+
+def _median(metric: str, q: float = 0.5, whole: bool = False) -> Callable[..., float | int | None]:
+    return lambda _, summaries, __: _quantile(summaries.get(metric), q, whole)
+
+
+def _latency_mean(_: Counters, summaries: dict[str, Summary], __: dict[str, int]) -> float | None:
+    latency = summaries.get(rollup.LATENCY)
+    return latency.mean if latency else None
+
+
+# Each ROW field made alone, as metrics_row makes it (tests/unit/test_query_figures.py holds them equal):
+# a time series point of a few fields makes only those (a whole ROW costs ~10 µs, 14,400 points a series).
+FIGURES: dict[str, Callable[[Counters, dict[str, Summary], dict[str, int]], Any]] = {
+    "generation_count": lambda cell, _, __: cell.generations,
+    "error_count": lambda cell, _, __: cell.errors,
+    "error_rate": lambda cell, _, __: cell.errors / cell.generations if cell.generations else None,
+    "median_latency_ms": _median(rollup.LATENCY),
+    "p95_latency_ms": _median(rollup.LATENCY, 0.95),
+    "p99_latency_ms": _median(rollup.LATENCY, 0.99),
+    "mean_latency_ms": _latency_mean,
+    "median_ttft_ms": _median(rollup.TTFT),
+    "median_input_tokens": _median(rollup.INPUT_TOKENS, whole=True),
+    "median_output_tokens": _median(rollup.OUTPUT_TOKENS, whole=True),
+    "median_total_tokens": _median(rollup.TOTAL_TOKENS, whole=True),
+    "total_input_tokens": lambda cell, _, __: cell.input_tokens,
+    "total_output_tokens": lambda cell, _, __: cell.output_tokens,
+    "total_tokens": lambda cell, _, __: cell.input_tokens + cell.output_tokens,
+    "median_cost": _median(rollup.COST),
+    "mean_cost": _mean_cost,
+    "total_cost": lambda cell, _, __: _usd(cell.cost),
+    "total_input_cost": lambda cell, _, __: _usd(cell.input_cost),
+    "total_output_cost": lambda cell, _, __: _usd(cell.output_cost),
+    "median_score": _median(rollup.ALL_SCORES),
+    "scores": _scores,
+    "first_generation_at": lambda cell, _, __: iso(cell.first_ns),
+    "last_generation_at": lambda cell, _, __: iso(cell.last_ns),
+}
+
+
+def point_figures(
+    cell: Counters, summaries: dict[str, Summary], score_errors: dict[str, int], fields: tuple[str, ...]
+) -> dict[str, Any]:
+    """`fields` of metrics_row(cell, summaries, score_errors), in that order: each made alone when they are
+    a few (a whole ROW made once when they are most)."""
+    if len(fields) > len(FIGURES) // 2:
+        row = metrics_row(cell, summaries, score_errors)
+        return row if fields == _ALL_FIGURES else {f: row[f] for f in fields}
+    return {f: FIGURES[f](cell, summaries, score_errors) for f in fields}
+
+
+_ALL_FIGURES = tuple(FIGURES)  # metrics_row's own order
+
+
 async def grouped_rows(
     conn: Conn, scope: Scope, blocks: list[tuple[int, int]], keep: Keep
 ) -> dict[Hashable, dict[str, Any]]:
@@ -217,6 +283,40 @@ async def grouped_rows(
         CACHE.rows.put((scope, g), v.fingerprint, row)
         out[g] = row
     return {g: row for g, row in out.items() if row["generation_count"]}
+
+
+async def grouped_points(
+    conn: Conn,
+    scope: Scope,
+    width: int,
+    span: tuple[int, int],
+    keep: Keep,
+    fields: tuple[str, ...],
+    tail: bytes = b"}",
+) -> dict[Hashable, dict[int, bytes]]:
+    """Each version's points over the blocks of `width` in `span` (minutes), oldest first, those with
+    generations: each the JSON of {"at", and `fields` of its ROW} with `tail` in place of its closing
+    brace (more fields). From the cache where none of a point's rows changed."""
+    key = (scope, width, fields, tail)
+    held = CACHE.points.series(key)
+    found = await rollup_rows.read_points(conn, CACHE, scope, width, span, keep, held)
+    missing = list(found.blobs)
+    merged = summarise_blobs([found.blobs[g] for g in missing]) if missing else Merged([], [])
+    made = []
+    fresh: dict[Hashable, dict[int, bytes]] = {}
+    for (version, bucket), summaries, errors in zip(missing, merged.summaries, merged.score_errors, strict=True):
+        cell = counters(found.rows[(version, bucket)])
+        point = {"at": iso(bucket * NS_PER_MINUTE), **point_figures(cell, summaries, errors, fields)}
+        encoded = _encode(point)[:-1] + tail if cell.generations else b""
+        made.append((version, bucket, found.points[version][bucket], encoded))
+        fresh.setdefault(version, {})[bucket] = encoded
+    CACHE.points.put_all(key, made)
+    out: dict[Hashable, dict[int, bytes]] = {}
+    for version, mine in found.points.items():
+        encoded_of = found.held[version]  # (a copy of its own)
+        encoded_of.update(fresh.get(version, {}))
+        out[version] = {bucket: json for bucket in sorted(mine) if (json := encoded_of[bucket])}
+    return {version: points for version, points in out.items() if points}
 
 
 async def _grouped(

@@ -113,7 +113,8 @@ def summarise_blobs(groups: Sequence[Sequence[bytes]]) -> Merged:
     """merge_groups() of each group of rows given as their blobs (b"": a row without sketches)."""
     found = None
     if _bins is not None:
-        found = _bins.summarise_blobs([list(g) for g in groups], QUANTILES, _VALUES, -_KEY_SPAN, Summary)
+        lists = [g if type(g) is list else list(g) for g in groups]  # (most are lists: no copy)
+        found = _bins.summarise_blobs(lists, QUANTILES, _VALUES, -_KEY_SPAN, Summary)
     if found is None:  # no accelerator, or a blob it is not sure of
         return merge_groups([[decode_row(blob) for blob in g] for g in groups])
     return Merged(*found)
