@@ -63,6 +63,12 @@ class Settings:
     registry_workers: int = 1  # registry processes sharing its ports (SO_REUSEPORT)
     runs_retention_days: int = 30  # runs (and their scores) kept this long; 0: forever. Rollups stay.
     run_settle_seconds: float = 60.0  # a trace whose root span has not come is counted as a run after this
+    alert_evaluate_seconds: float = 15.0  # each alert rule is evaluated this often
+    alert_retry_max_seconds: float = 60.0  # the longest pause between two attempts to deliver a notification
+    alert_send_timeout_seconds: float = 10.0  # a receiver that has not answered by then failed this attempt
+    alert_resend_seconds: float = 60.0  # a firing alert is posted to Alertmanager again this often
+    alert_channel_disable_after_seconds: float = 86400.0  # a channel failing this long is disabled
+    alert_public_url: str = "http://127.0.0.1:8083"  # where Alertmanager's generatorURL points
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,6 +103,12 @@ class Settings:
             registry_workers=env_int("VANE_REGISTRY_WORKERS", 1),
             runs_retention_days=env_int("VANE_RUNS_RETENTION_DAYS", 30),
             run_settle_seconds=env_float("VANE_RUN_SETTLE_SECONDS", 60.0),
+            alert_evaluate_seconds=env_float("VANE_ALERT_EVALUATE_SECONDS", 15.0),
+            alert_retry_max_seconds=env_float("VANE_ALERT_RETRY_MAX_SECONDS", 60.0),
+            alert_send_timeout_seconds=env_float("VANE_ALERT_SEND_TIMEOUT_SECONDS", 10.0),
+            alert_resend_seconds=env_float("VANE_ALERT_RESEND_SECONDS", 60.0),
+            alert_channel_disable_after_seconds=env_float("VANE_ALERT_CHANNEL_DISABLE_AFTER_SECONDS", 86400.0),
+            alert_public_url=env_str("VANE_ALERT_PUBLIC_URL", "http://127.0.0.1:8083"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -137,4 +149,10 @@ ENVIRONMENT = [
     ("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", "5", "ingest answers 503 when JetStream has not acked by then"),
     ("VANE_REGISTRY_WORKERS", "1", "registry processes sharing its two ports (SO_REUSEPORT), one per core"),
     ("VANE_RUNS_RETENTION_DAYS", "30", "days runs and their scores are kept (0: forever); rollups are always kept"),
+    ("VANE_ALERT_EVALUATE_SECONDS", "15", "how often each alert rule is evaluated"),
+    ("VANE_ALERT_RETRY_MAX_SECONDS", "60", "longest pause between two attempts to deliver a notification"),
+    ("VANE_ALERT_SEND_TIMEOUT_SECONDS", "10", "how long one delivery attempt waits for the receiver"),
+    ("VANE_ALERT_RESEND_SECONDS", "60", "how often a firing alert is posted to Alertmanager again"),
+    ("VANE_ALERT_CHANNEL_DISABLE_AFTER_SECONDS", "86400", "a channel failing this long is disabled (with an event)"),
+    ("VANE_ALERT_PUBLIC_URL", "http://127.0.0.1:8083", "the alert service's address in Alertmanager's generatorURL"),
 ]

@@ -1,0 +1,113 @@
+"""Recording an event and queueing its notifications, inside the caller's transaction: the decision
+(a rule's new state, a regression received) and what must be sent of it commit together, so a
+crash before the commit leaves neither and a crash after leaves both (the transactional outbox)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from services.aggregator.store import Conn
+from services.alert import channels, silences
+from services.alert.channels import iso
+from services.alert.rules import Channel, channel_key
+
+_INSERT_EVENT = """
+INSERT INTO alert_events (project_id, rule_id, kind, state, severity, at, value, silenced, notified, body, decision_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)
+ON CONFLICT (project_id, decision_id) DO NOTHING
+RETURNING id
+"""
+_INSERT_OUTBOX = """
+INSERT INTO alert_outbox (id, project_id, event_id, channel, channel_key, body, due_at)
+SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::jsonb[], $5::text[], $6::jsonb[], $7::timestamptz[])
+"""
+
+
+def message_id() -> str:
+    """A webhook-id: made once, when the notification is queued, and sent with every attempt."""
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def key_of(channel: dict[str, Any]) -> str:
+    return channel_key(Channel(type=channel["type"], url=channel["url"]))
+
+
+async def disabled_keys(conn: Conn, project: uuid.UUID) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT channel_key FROM alert_channels WHERE project_id = $1 AND disabled_at IS NOT NULL", project
+    )
+    return {r["channel_key"] for r in rows}
+
+
+async def enqueue(
+    conn: Conn,
+    project: uuid.UUID,
+    event_id: int | None,
+    event: dict[str, Any],
+    targets: Sequence[dict[str, Any]],
+    generator_url: str,
+    now: datetime,
+) -> int:
+    """Queue one notification per distinct enabled channel; the number queued."""
+    disabled = await disabled_keys(conn, project)
+    seen: set[str] = set()
+    rows: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = []
+    for channel in targets:
+        key = key_of(channel)
+        if key in seen or key in disabled:
+            continue
+        seen.add(key)
+        rows.append((message_id(), channel, key, channels.render(channel, event, generator_url)))
+    if rows:
+        await conn.execute(
+            _INSERT_OUTBOX,
+            [r[0] for r in rows],
+            [project] * len(rows),
+            [event_id] * len(rows),
+            [json.dumps(r[1]) for r in rows],
+            [r[2] for r in rows],
+            [json.dumps(r[3]) for r in rows],
+            [now] * len(rows),
+        )
+    return len(rows)
+
+
+async def record(
+    conn: Conn,
+    project: uuid.UUID,
+    event: dict[str, Any],
+    targets: Sequence[dict[str, Any]],
+    notify: bool,
+    generator_url: str,
+    now: datetime,
+    rule_id: uuid.UUID | None = None,
+    decision_id: str | None = None,
+) -> int | None:
+    """Record the event and, unless silenced or not to be notified, queue its notifications.
+    None when the decision was recorded before (a redelivered message)."""
+    event = {**event, "project_id": str(project), "at": iso(now)}
+    silenced = silences.silenced(await silences.active(conn, project, now), channels.labels_of(event))
+    send = notify and not silenced and bool(targets)
+    event_id = await conn.fetchval(
+        _INSERT_EVENT,
+        project,
+        rule_id,
+        event["kind"],
+        event["state"],
+        event["severity"],
+        now,
+        event.get("value"),
+        silenced,
+        send,
+        json.dumps(event),
+        decision_id,
+    )
+    if event_id is None:
+        return None
+    if send:
+        await enqueue(conn, project, event_id, {**event, "event_id": event_id}, targets, generator_url, now)
+    return int(event_id)
