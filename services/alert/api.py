@@ -22,7 +22,7 @@ MASK = "********"
 _RULE_COLUMNS = "id, spec::text AS spec, state, level, since, last_value, evaluated_at, created_at, updated_at"
 
 
-class RuleView(RuleBody, kw_only=True):
+class RuleView(RuleBody, kw_only=True, omit_defaults=False):
     """A rule as stored, with where its state machine stands (webhook secrets are masked)."""
 
     id: str
@@ -215,7 +215,9 @@ class EventController(Controller):
         pool: asyncpg.Pool,
         project_id: uuid.UUID,
         rule: Annotated[str | None, Parameter(description="only this rule's events")] = None,
-        state: Annotated[str | None, Parameter(description="pending, firing, resolved, ok")] = None,
+        event_state: Annotated[
+            str | None, Parameter(query="state", description="pending, firing, resolved, ok")
+        ] = None,
         kind: Annotated[str | None, Parameter(description="rule, regression, rollback, channel_disabled")] = None,
         start: Annotated[str | None, Parameter(query="from", description="ISO 8601, inclusive")] = None,
         end: Annotated[str | None, Parameter(query="to", description="ISO 8601, exclusive")] = None,
@@ -236,7 +238,7 @@ class EventController(Controller):
             "ORDER BY at DESC, id DESC LIMIT $7",
             project_id,
             rule_id,
-            state,
+            event_state,
             kind,
             _moment(start, "from"),
             _moment(end, "to"),

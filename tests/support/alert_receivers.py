@@ -1,0 +1,166 @@
+"""For the alert service's tests and benchmark: rollups written with the aggregator's own writer,
+a local HTTP receiver that verifies Standard Webhooks signatures, and a real Alertmanager."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from services.aggregator import rollup, rollup_store
+from services.aggregator.rollup import Generation, RollupKey
+
+KEY = RollupKey("support-bot", "v1", "support-reply", 1, "gpt-4o")
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example secret
+
+
+def generations(
+    project: uuid.UUID, at_ns: Sequence[int], latency_ms: Sequence[float], key: RollupKey = KEY, errors: int = 0
+) -> list[Generation]:
+    """Generations starting at `at_ns` with these latencies; the first `errors` of them failed."""
+    return [
+        Generation(project, int(t), key, float(ms), None, 100, 20, 0.001, i < errors)
+        for i, (t, ms) in enumerate(zip(at_ns, latency_ms, strict=True))
+    ]
+
+
+async def roll_up(pool: asyncpg.Pool, gens: Sequence[Generation]) -> None:
+    """Add the generations to the rollups at every level, as an aggregator batch commits them."""
+    cells = rollup.at_levels(rollup.minute_cells(gens))
+    async with pool.acquire() as conn, conn.transaction():
+        await rollup_store.add_to_rollups(conn, cells)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    verified: bool
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server taking notifications: webhooks are checked with the standardwebhooks
+    package. `status` is what it answers; `hold` makes it wait that long before answering."""
+
+    secret: str = SECRET
+    status: int = 200
+    hold: float = 0.0
+    received: list[Received] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = dict(request.headers)
+        verified = False
+        if "webhook-id" in request.headers:
+            try:
+                Webhook(self.secret).verify(body, headers)
+                verified = True
+            except WebhookVerificationError:
+                verified = False
+        self.received.append(Received(request.path, headers, body, verified))
+        if self.hold:
+            await asyncio.sleep(self.hold)
+        return web.Response(status=self.status, text="ok")
+
+    async def start(self, port: int = 0) -> Receiver:
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = port or site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    def webhook_ids(self, path: str = "/hook") -> list[str]:
+        return [r.headers["webhook-id"] for r in self.at(path)]
+
+
+def alertmanager_binary() -> str | None:
+    """Debian's prometheus-alertmanager, installed with apt when missing and the test runs as root."""
+    found = shutil.which("prometheus-alertmanager")
+    if found or shutil.which("apt-get") is None:
+        return found
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "prometheus-alertmanager"]):
+        if subprocess.run(command, env=env, capture_output=True, timeout=600).returncode != 0:
+            return None
+    return shutil.which("prometheus-alertmanager")
+
+
+class Alertmanager:
+    """A real Alertmanager on a free port, with its own storage."""
+
+    def __init__(self, binary: str, workdir: Path, port: int) -> None:
+        self.port = port
+        config = workdir / "alertmanager.yml"
+        config.write_text("route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=(workdir / "alertmanager.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError("alertmanager did not become ready")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alerts(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(f"{self.url}/api/v2/alerts", timeout=5).json()
+        return found
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
