@@ -58,14 +58,19 @@ class Received:
 @dataclass
 class Receiver:
     """A local HTTP server taking notifications: webhooks are checked with the standardwebhooks
-    package. `status` is what it answers; `hold` makes it wait that long before answering."""
+    package. `status` is what it answers; while `holding`, it answers nothing until `release()`."""
 
     secret: str = SECRET
     status: int = 200
-    hold: float = 0.0
+    holding: bool = False
     received: list[Received] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.holding = False
+        self._released.set()
 
     @property
     def url(self) -> str:
@@ -82,8 +87,8 @@ class Receiver:
             except WebhookVerificationError:
                 verified = False
         self.received.append(Received(request.path, headers, body, verified))
-        if self.hold:
-            await asyncio.sleep(self.hold)
+        if self.holding:
+            await self._released.wait()
         return web.Response(status=self.status, text="ok")
 
     async def start(self, port: int = 0) -> Receiver:
@@ -97,6 +102,7 @@ class Receiver:
         return self
 
     async def stop(self) -> None:
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
