@@ -38,7 +38,7 @@ CLAIM_BATCH = 500
 _CLAIM = """
 SELECT id, project_id, name, spec::text AS spec, state, level, since, active_at, notified_at, refreshed_at
 FROM alert_rules
-WHERE evaluated_at IS NULL OR evaluated_at <= $1
+WHERE evaluated_at IS NULL OR evaluated_at < $1
 ORDER BY evaluated_at NULLS FIRST
 LIMIT $2
 FOR UPDATE SKIP LOCKED
@@ -151,6 +151,8 @@ class Evaluator:
 
     async def _batch(self, conn: Conn, claimed: list[asyncpg.Record], now: datetime, total: Round) -> None:
         windows: dict[tuple[Any, ...], Window] = {}
+        self.reader.forget()
+        known = notify.Known()
 
         async def read_for(project: uuid.UUID) -> ReadWindow:
             async def read(rule: Rule, start: int, end: int) -> Window:
@@ -174,13 +176,21 @@ class Evaluator:
                 event = _event(row["id"], rule, step, found, previous)
                 targets = rules.to_spec(rule)["channels"]
                 await notify.record(
-                    conn, row["project_id"], event, targets, step.notify, self.generator_url(row["id"]), now, row["id"]
+                    conn,
+                    row["project_id"],
+                    event,
+                    targets,
+                    step.notify,
+                    self.generator_url(row["id"]),
+                    now,
+                    row["id"],
+                    known=known,
                 )
                 total.queued += len(targets) if step.notify else 0
                 if step.event == "firing":
                     refreshed = now
             elif step.state.state == "firing":
-                refreshed = await self._refresh(conn, row, rule, step, found, previous, now)
+                refreshed = await self._refresh(conn, row, rule, step, found, previous, now, known)
             s = step.state
             updates.append((row["id"], s.state, s.level, s.since, s.active_at, s.notified_at, refreshed, found.value))
         total.rules += len(claimed)
@@ -196,6 +206,7 @@ class Evaluator:
         found: Outcome,
         previous: RuleState,
         now: datetime,
+        known: notify.Known,
     ) -> datetime | None:
         """Post a firing alert to Alertmanager again before its endsAt runs out, as Prometheus does."""
         refreshed: datetime | None = row["refreshed_at"]
@@ -210,9 +221,10 @@ class Evaluator:
             "at": now.isoformat(),
             "started_at": (step.state.since or now).isoformat(),
         }
-        matchers = await silences.active(conn, row["project_id"], now)
-        if not silences.silenced(matchers, channels.labels_of(event)):
-            await notify.enqueue(conn, row["project_id"], None, event, targets, self.generator_url(row["id"]), now)
+        project = row["project_id"]
+        if not silences.silenced(await known.silences(conn, project, now), channels.labels_of(event)):
+            disabled = await known.disabled(conn, project)
+            await notify.enqueue(conn, project, None, event, targets, self.generator_url(row["id"]), now, disabled)
         return now
 
 

@@ -27,6 +27,24 @@ SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::jsonb[], $5::text
 """
 
 
+class Known:
+    """What one transaction has read of each project's silences and disabled channels (read once)."""
+
+    def __init__(self) -> None:
+        self._silences: dict[uuid.UUID, list[list[silences.Matcher]]] = {}
+        self._disabled: dict[uuid.UUID, set[str]] = {}
+
+    async def silences(self, conn: Conn, project: uuid.UUID, now: datetime) -> list[list[silences.Matcher]]:
+        if project not in self._silences:
+            self._silences[project] = await silences.active(conn, project, now)
+        return self._silences[project]
+
+    async def disabled(self, conn: Conn, project: uuid.UUID) -> set[str]:
+        if project not in self._disabled:
+            self._disabled[project] = await disabled_keys(conn, project)
+        return self._disabled[project]
+
+
 def message_id() -> str:
     """A webhook-id: made once, when the notification is queued, and sent with every attempt."""
     return f"msg_{uuid.uuid4().hex}"
@@ -51,9 +69,12 @@ async def enqueue(
     targets: Sequence[dict[str, Any]],
     generator_url: str,
     now: datetime,
+    disabled: set[str] | None = None,
 ) -> int:
-    """Queue one notification per distinct enabled channel; the number queued."""
-    disabled = await disabled_keys(conn, project)
+    """Queue one notification per distinct enabled channel; the number queued. `disabled`: the
+    project's disabled channel keys, when the caller has read them already."""
+    if disabled is None:
+        disabled = await disabled_keys(conn, project)
     seen: set[str] = set()
     rows: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = []
     for channel in targets:
@@ -86,11 +107,14 @@ async def record(
     now: datetime,
     rule_id: uuid.UUID | None = None,
     decision_id: str | None = None,
+    known: Known | None = None,
 ) -> int | None:
     """Record the event and, unless silenced or not to be notified, queue its notifications.
     None when the decision was recorded before (a redelivered message)."""
     event = {**event, "project_id": str(project), "at": iso(now)}
-    silenced = silences.silenced(await silences.active(conn, project, now), channels.labels_of(event))
+    known = known or Known()
+    matchers = await known.silences(conn, project, now)
+    silenced = silences.silenced(matchers, channels.labels_of(event))
     send = notify and not silenced and bool(targets)
     event_id = await conn.fetchval(
         _INSERT_EVENT,
@@ -109,5 +133,6 @@ async def record(
     if event_id is None:
         return None
     if send:
-        await enqueue(conn, project, event_id, {**event, "event_id": event_id}, targets, generator_url, now)
+        disabled = await known.disabled(conn, project)
+        await enqueue(conn, project, event_id, {**event, "event_id": event_id}, targets, generator_url, now, disabled)
     return int(event_id)

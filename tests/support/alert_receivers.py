@@ -48,6 +48,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     verified: bool
+    arrived: float = field(default_factory=time.time)  # epoch seconds
 
     def json(self) -> Any:
         import json
