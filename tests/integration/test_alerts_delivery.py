@@ -1,47 +1,46 @@
-"""Getting notifications out: regressions and rollbacks from the bus as firing events; SIGKILL of the
-alert service between deciding and sending, and in the middle of a send, delivers exactly once by
-webhook-id; a real Alertmanager (Debian's) holds Vane's alert while it fires and drops it once resolved."""
+"""Getting notifications out: regressions and rollbacks from the bus as firing events; a real
+Alertmanager (Debian's) holds Vane's alert while it fires and drops it once resolved; two replicas
+fire each rule once; a failing receiver gets its notification at its first 2xx, and a channel that
+never answers is disabled with an event."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import secrets
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 from services.common.bus import Bus
-from tests.support.aggregator_load import STREAM_MAX_BYTES, eventually
+from tests.conftest import Infra
+from tests.support.aggregator_load import eventually
 from tests.support.alert_receivers import (
+    ERRORS_RULE,
+    FAST,
     SECRET,
     Alertmanager,
     Receiver,
     alertmanager_binary,
-    generations,
-    roll_up,
+    failing_traffic,
+    holds,
 )
-from tests.support.processes import free_port
+from tests.support.processes import ServiceProcess, free_port
 
-NS_PER_MINUTE = 60_000_000_000
-FAST = {
-    "VANE_ALERT_EVALUATE_SECONDS": "0.5",
-    "VANE_ALERT_RETRY_MAX_SECONDS": "1",
-    "VANE_ALERT_SEND_TIMEOUT_SECONDS": "1",  # a sender's lease (3x this) runs out 3 s after it was killed
-    "VANE_STREAM_MAX_BYTES": str(STREAM_MAX_BYTES),
-}
-ERRORS_RULE = {
-    "name": "errors",
-    "metric": "error_rate",
-    "condition": {"op": "above", "threshold": 0.1},
-    "window": "10m",
-}
+# The module's shared service: Alertmanager re-posts every second, a channel failing 8 s is disabled.
+SHARED = {**FAST, "VANE_ALERT_RESEND_SECONDS": "1", "VANE_ALERT_CHANNEL_DISABLE_AFTER_SECONDS": "8"}
+
+
+@pytest.fixture(scope="module")
+def alert(infra: Infra) -> Iterator[ServiceProcess]:
+    """One alert service for the tests that do not kill it: each test has a project of its own."""
+    proc = ServiceProcess("alert", infra.env(**SHARED), infra.log_dir).start()
+    yield proc
+    proc.kill()
 
 
 @pytest.fixture
@@ -57,13 +56,6 @@ def alertmanager_bin() -> str:
     if found is None:
         pytest.skip("prometheus-alertmanager is not installed and apt-get could not install it (not root, or no apt)")
     return found
-
-
-async def _failing(pool: Any, project_id: Any, errors: int, n: int = 100) -> None:
-    rng = np.random.default_rng(errors)
-    now = time.time_ns()
-    at = [int(now - m * NS_PER_MINUTE) for m in rng.uniform(1, 4, n)]
-    await roll_up(pool, generations(project_id, at, rng.uniform(100, 200, n), errors=errors))
 
 
 def _decision(project_id: Any, kind: str = "regression", **extra: Any) -> dict[str, Any]:
@@ -96,14 +88,10 @@ def _decision(project_id: Any, kind: str = "regression", **extra: Any) -> dict[s
 
 
 async def test_regressions_and_rollbacks_from_the_bus_fire_once_to_the_matching_rules_channels(
-    make_project: Callable[..., Any],
-    start_service: Callable[..., Any],
-    bus: Bus,
-    namespace: str,
-    receiver: Receiver,
+    make_project: Callable[..., Any], alert: ServiceProcess, run_bus: Bus, receiver: Receiver
 ) -> None:
+    bus = run_bus
     project = await make_project()
-    alert = start_service("alert", VANE_NAMESPACE=namespace, **FAST)
     async with httpx.AsyncClient(base_url=alert.url, headers=project.bearer) as client:
         hook = {"type": "webhook", "url": f"{receiver.url}/hook", "secret": SECRET}
         for scope, channel in [
@@ -135,72 +123,18 @@ async def test_regressions_and_rollbacks_from_the_bus_fire_once_to_the_matching_
     assert set(bodies) == {"regression.firing", "rollback.firing"}
     assert bodies["regression.firing"]["decision"]["comparison"]["verdict"] == "b_worse"
     assert bodies["rollback.firing"]["decision"]["reason"].startswith("guardrail")
-    dead = await bus.js.stream_info(bus.topology.dead_letter_stream)
-    assert dead.state.messages == 1
-
-
-async def test_sigkill_between_deciding_and_sending_and_mid_send_delivers_exactly_once_by_webhook_id(
-    make_project: Callable[..., Any], start_service: Callable[..., Any], pool: Any
-) -> None:
-    project = await make_project()
-    port = free_port()  # the receiver is down when the rule fires
-    alert = start_service("alert", **FAST)
-    async with httpx.AsyncClient(base_url=alert.url, headers=project.bearer) as client:
-        rule = {
-            **ERRORS_RULE,
-            "channels": [{"type": "webhook", "url": f"http://127.0.0.1:{port}/hook", "secret": SECRET}],
-        }
-        rule_id = (await client.post("/api/v1/alerts/rules", json=rule)).json()["id"]
-        await _failing(pool, project.id, errors=40)
-
-        async def tried() -> bool:
-            attempts = await pool.fetchval("SELECT max(attempts) FROM alert_outbox WHERE project_id = $1", project.id)
-            return bool(attempts and attempts >= 1)
-
-        await eventually(tried, timeout=20)  # decided, committed, and the send failed: nobody listens
-    alert.kill()
-    receiver = await Receiver(holding=True).start(port)  # back, but it answers nothing for now
-    try:
-        alert.start()
-        await eventually(lambda: _true(len(receiver.received) >= 1), timeout=20)
-        alert.kill()  # while the request is in flight: sent, never marked as delivered
-        receiver.release()
-        alert.start()
-
-        async def delivered() -> bool:
-            done = await pool.fetchval(
-                "SELECT count(*) FROM alert_outbox WHERE project_id = $1 AND delivered_at IS NOT NULL", project.id
-            )
-            return bool(done == 1)
-
-        await eventually(delivered, timeout=30)
-        queued = await pool.fetch("SELECT id FROM alert_outbox WHERE project_id = $1", project.id)
-        assert len(queued) == 1
-        ids = receiver.webhook_ids()
-        assert len(ids) >= 2 and set(ids) == {queued[0]["id"]}  # resent after the kill, under the same id
-        assert all(r.verified for r in receiver.received)
-        async with httpx.AsyncClient(base_url=alert.url, headers=project.bearer) as client:
-            events = (await client.get("/api/v1/alerts/events", params={"rule": rule_id})).json()["events"]
-        assert [e["state"] for e in events] == ["firing"]
-    finally:
-        await receiver.stop()
-
-
-async def _true(value: bool) -> bool:
-    return value
+    dead = await bus.js.get_last_msg(
+        bus.topology.dead_letter_stream, subject=bus.topology.dead_letter_subject(bus.topology.decisions_stream)
+    )
+    assert dead.data == b"{not a decision" and dead.headers and "not a decision" in dead.headers["Vane-Dead-Reason"]
 
 
 async def test_alertmanager_holds_the_alert_while_it_fires_and_drops_it_once_resolved(
-    make_project: Callable[..., Any],
-    start_service: Callable[..., Any],
-    pool: Any,
-    alertmanager_bin: str,
-    tmp_path: Path,
+    make_project: Callable[..., Any], alert: ServiceProcess, pool: Any, alertmanager_bin: str, tmp_path: Path
 ) -> None:
     manager = Alertmanager(alertmanager_bin, tmp_path, free_port())
     try:
         project = await make_project()
-        alert = start_service("alert", VANE_ALERT_RESEND_SECONDS="1", **FAST)
         async with httpx.AsyncClient(base_url=alert.url, headers=project.bearer) as client:
             rule = {
                 **ERRORS_RULE,
@@ -210,7 +144,7 @@ async def test_alertmanager_holds_the_alert_while_it_fires_and_drops_it_once_res
                 "channels": [{"type": "alertmanager", "url": manager.url}],
             }
             rule_id = (await client.post("/api/v1/alerts/rules", json=rule)).json()["id"]
-            await _failing(pool, project.id, errors=40)
+            await failing_traffic(pool, project.id, errors=40)
 
             def ours() -> list[dict[str, Any]]:
                 return [a for a in manager.alerts() if a["labels"].get("rule") == rule_id]
@@ -225,11 +159,68 @@ async def test_alertmanager_holds_the_alert_while_it_fires_and_drops_it_once_res
             assert "vane errors" in firing["annotations"]["summary"]
             assert firing["generatorURL"].endswith(f"/api/v1/alerts/events?rule={rule_id}")
             # re-posted before its endsAt runs out, as Prometheus does: endsAt moves on
-            await eventually(lambda: _true(bool(ours()) and ours()[0]["endsAt"] > firing["endsAt"]), timeout=20)
+            await eventually(lambda: holds(bool(ours()) and ours()[0]["endsAt"] > firing["endsAt"]), timeout=20)
 
-            await _failing(pool, project.id, errors=0, n=3000)  # errors drown in good traffic: resolved
-            await eventually(lambda: _true(not ours()), timeout=30)
+            await failing_traffic(pool, project.id, errors=0, n=3000)  # errors drown in good traffic: resolved
+            await eventually(lambda: holds(not ours()), timeout=30)
             events = (await client.get("/api/v1/alerts/events", params={"rule": rule_id})).json()["events"]
             assert [e["state"] for e in events] == ["resolved", "firing"]
     finally:
         manager.stop()
+
+
+async def test_two_replicas_fire_each_rule_once(
+    make_project: Callable[..., Any],
+    alert: ServiceProcess,
+    start_service: Callable[..., Any],
+    pool: Any,
+    receiver: Receiver,
+) -> None:
+    project = await make_project()
+    replicas = [alert, start_service("alert", **SHARED)]
+    async with httpx.AsyncClient(base_url=replicas[0].url, headers=project.bearer) as client:
+        hook = [{"type": "webhook", "url": f"{receiver.url}/hook", "secret": SECRET}]
+        for i in range(20):
+            rule = {**ERRORS_RULE, "name": f"errors {i}", "channels": hook}
+            (await client.post("/api/v1/alerts/rules", json=rule)).raise_for_status()
+        await failing_traffic(pool, project.id, errors=40)
+        await eventually(lambda: holds(len(receiver.at("/hook")) >= 20), timeout=30)
+        await asyncio.sleep(2.0)  # rounds of both replicas go on: none fires a rule again
+        events = (await client.get("/api/v1/alerts/events")).json()["events"]
+    assert len(events) == 20 and {e["state"] for e in events} == {"firing"}
+    assert len({e["rule"] for e in events}) == 20
+    assert len(receiver.webhook_ids()) == 20 and len(set(receiver.webhook_ids())) == 20
+
+
+async def test_a_failing_receiver_gets_its_notification_at_its_first_2xx_and_a_dead_channel_is_disabled(
+    make_project: Callable[..., Any], alert: ServiceProcess, pool: Any
+) -> None:
+    project = await make_project()
+    flaky = await Receiver(fail_first=3).start()
+    dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing ever listens here
+    try:
+        async with httpx.AsyncClient(base_url=alert.url, headers=project.bearer) as client:
+            channels = [
+                {"type": "webhook", "url": f"{flaky.url}/hook", "secret": SECRET},
+                {"type": "webhook", "url": dead, "secret": SECRET},
+            ]
+            (await client.post("/api/v1/alerts/rules", json={**ERRORS_RULE, "channels": channels})).raise_for_status()
+            await failing_traffic(pool, project.id, errors=40)
+
+            async def disabled() -> list[dict[str, Any]]:
+                found = await client.get("/api/v1/alerts/events", params={"kind": "channel_disabled"})
+                return list(found.json()["events"])
+
+            event = (await eventually(disabled, timeout=40))[0]
+            assert dead in event["body"]["message"]
+        assert len(flaky.received) == 4 and len(set(flaky.webhook_ids())) == 1  # three 503s, then a 200
+        rows = await pool.fetch(
+            "SELECT channel->>'url' AS url, attempts, delivered_at, abandoned_at FROM alert_outbox "
+            "WHERE project_id = $1",
+            project.id,
+        )
+        by_url = {r["url"]: r for r in rows}
+        assert by_url[f"{flaky.url}/hook"]["delivered_at"] is not None and by_url[f"{flaky.url}/hook"]["attempts"] == 4
+        assert by_url[dead]["delivered_at"] is None and by_url[dead]["abandoned_at"] is not None
+    finally:
+        await flaky.stop()

@@ -15,12 +15,30 @@ from typing import Any
 
 import asyncpg
 import httpx
+import numpy as np
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.aggregator import rollup, rollup_store
 from services.aggregator.rollup import Generation, RollupKey
+from tests.support.aggregator_load import STREAM_MAX_BYTES
 
+NS_PER_MINUTE = 60_000_000_000
+# Rounds every half second, retries at most a second apart, a sender's lease (3x the send timeout)
+# running out 3 s after it was killed: the tests wait seconds, not minutes.
+FAST = {
+    "VANE_ALERT_EVALUATE_SECONDS": "0.5",
+    "VANE_ALERT_RETRY_MAX_SECONDS": "1",
+    "VANE_ALERT_SEND_TIMEOUT_SECONDS": "1",  # a sender's lease (3x this) runs out 3 s after it was killed
+    "VANE_STREAM_MAX_BYTES": str(STREAM_MAX_BYTES),
+}
+# A rule that fires when a tenth of the last ten minutes' generations failed.
+ERRORS_RULE = {
+    "name": "errors",
+    "metric": "error_rate",
+    "condition": {"op": "above", "threshold": 0.1},
+    "window": "10m",
+}
 KEY = RollupKey("support-bot", "v1", "support-reply", 1, "gpt-4o")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example secret
 
@@ -40,6 +58,19 @@ async def roll_up(pool: asyncpg.Pool, gens: Sequence[Generation]) -> None:
     cells = rollup.at_levels(rollup.minute_cells(gens))
     async with pool.acquire() as conn, conn.transaction():
         await rollup_store.add_to_rollups(conn, cells)
+
+
+async def failing_traffic(pool: Any, project_id: Any, errors: int, n: int = 100) -> None:
+    """n generations over the last minutes of which `errors` failed, rolled up."""
+    rng = np.random.default_rng(errors)
+    now = time.time_ns()
+    at = [int(now - m * NS_PER_MINUTE) for m in rng.uniform(1, 4, n)]
+    await roll_up(pool, generations(project_id, at, rng.uniform(100, 200, n), errors=errors))
+
+
+async def holds(value: bool) -> bool:
+    """`value` as a check for `eventually`."""
+    return value
 
 
 @dataclass
@@ -63,6 +94,7 @@ class Receiver:
 
     secret: str = SECRET
     status: int = 200
+    fail_first: int = 0  # answer 503 to this many requests first
     holding: bool = False
     received: list[Received] = field(default_factory=list)
     port: int = 0
@@ -90,6 +122,8 @@ class Receiver:
         self.received.append(Received(request.path, headers, body, verified))
         if self.holding:
             await self._released.wait()
+        if len(self.received) <= self.fail_first:
+            return web.Response(status=503, text="try later")
         return web.Response(status=self.status, text="ok")
 
     async def start(self, port: int = 0) -> Receiver:
