@@ -224,20 +224,21 @@ def validate(body: RuleBody) -> Rule:
     )
 
 
+def refusal(path: str, text: str) -> Invalid:
+    """A decoder's complaint about `path` (`condition.threshold`; empty: the body itself) as a refusal
+    naming the field: a missing or unknown field is named by the complaint's text."""
+    field = path.replace("for_", "for") if path not in ("", "data") else ""
+    named = re.match(r"Object (?:missing required|contains unknown) field `(\w+)`", text)
+    if named:
+        field = f"{field}.{named.group(1)}" if field else named.group(1)
+    return refuse(field or "body", text)
+
+
 def decode_error(exc: msgspec.ValidationError) -> Invalid:
     """msgspec says `… - at `$.condition.threshold``: the field goes first, as every other refusal."""
     message = str(exc)
     found = re.search(r" - at `\$\.?([^`]*)`$", message)
-    field = (found.group(1) if found else "") or "body"
-    field = field.replace("for_", "for")
-    text = message[: found.start()] if found else message
-    missing = re.match(r"Object missing required field `(\w+)`", text)
-    if missing:
-        field = f"{field}.{missing.group(1)}" if field != "body" else missing.group(1)
-    unknown = re.match(r"Object contains unknown field `(\w+)`", text)
-    if unknown:
-        field = f"{field}.{unknown.group(1)}" if field != "body" else unknown.group(1)
-    return Invalid(f"{field}: {text}", {"field": field})
+    return refusal(found.group(1) if found else "", message[: found.start()] if found else message)
 
 
 def parse(raw: bytes | dict[str, Any]) -> Rule:

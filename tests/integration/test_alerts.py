@@ -206,7 +206,7 @@ async def test_bad_rules_are_refused_naming_the_field(make_project: Callable[...
     async with httpx.AsyncClient(base_url=alert.url) as anonymous:
         assert (await anonymous.get("/api/v1/alerts/rules")).status_code == 401
         schemas = (await anonymous.get("/schema/openapi.json")).json()["components"]["schemas"]
-        assert {"RuleView", "RuleList", "EventList", "Silence"} <= set(schemas)
+        assert {"RuleBody", "SilenceBody", "RuleView", "RuleList", "EventList", "Silence"} <= set(schemas)
 
 
 async def test_one_project_never_sees_another_projects_rules_events_or_silences(
