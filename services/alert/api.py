@@ -147,9 +147,9 @@ class RuleController(Controller):
     exception_handlers = {ValidationException: _refused}
 
     @post("/", status_code=201)
-    async def create_rule(self, pool: asyncpg.Pool, project_id: uuid.UUID, request: Request[Any, Any, Any]) -> RuleView:
-        """Create a rule (a RuleBody); 400 names the field at fault."""
-        rule = rules.parse(await request.body())
+    async def create_rule(self, pool: asyncpg.Pool, project_id: uuid.UUID, data: RuleBody) -> RuleView:
+        """Create a rule; 400 names the field at fault."""
+        rule = rules.validate(data)
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"INSERT INTO alert_rules (id, project_id, name, spec) VALUES ($1, $2, $3, $4::jsonb) "
