@@ -166,11 +166,19 @@ class Evaluator:
 
         updates: list[tuple[Any, ...]] = []
         for row in claimed:
-            rule = rules.parse(json.loads(row["spec"]))
             previous = RuleState(row["state"], row["level"], row["since"], row["active_at"], row["notified_at"])
-            found = await outcome(rule, now, await read_for(row["project_id"]))
-            step = advance(rule, previous, found.level, now)
             refreshed = row["refreshed_at"]
+            try:  # a rule that cannot be judged keeps its state; the others of the batch go on
+                rule = rules.parse(json.loads(row["spec"]))
+                found = await outcome(rule, now, await read_for(row["project_id"]))
+                step = advance(rule, previous, found.level, now)
+            except (asyncpg.PostgresError, OSError):
+                raise
+            except Exception as exc:
+                log.exception("rule_not_evaluated", rule=str(row["id"]), error=str(exc))
+                s = previous
+                updates.append((row["id"], s.state, s.level, s.since, s.active_at, s.notified_at, refreshed, None))
+                continue
             if step.event is not None:
                 total.transitions += 1
                 event = _event(row["id"], rule, step, found, previous)

@@ -264,6 +264,10 @@ def merged(spec: dict[str, Any], patch: bytes) -> Rule:
 
 
 def to_spec(rule: Rule) -> dict[str, Any]:
+    """The rule as stored and shown: every top-level field present (its scope and channels too, empty
+    or not), unset optional values left out."""
     spec: dict[str, Any] = msgspec.to_builtins(rule.body)
     spec["statistic"] = rule.statistic
+    spec.setdefault("scope", {})
+    spec.setdefault("channels", [])
     return spec

@@ -87,6 +87,7 @@ def up(demo: bool) -> None:
 
 cli.add_command(importlib.import_module("services.cli.prompts").prompts)
 cli.add_command(importlib.import_module("services.cli.evals").eval_command)
+cli.add_command(importlib.import_module("services.cli.alerts").alerts)
 
 
 def main() -> None:

@@ -4,14 +4,18 @@ anomaly, a spike does; a bad rule is refused naming its field; projects never se
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from services.cli.main import cli
 from tests.conftest import Infra
 from tests.support.aggregator_load import eventually
 from tests.support.alert_receivers import FAST, SECRET, Receiver, generations, roll_up
@@ -244,3 +248,34 @@ async def test_one_project_never_sees_another_projects_rules_events_or_silences(
         assert (await theirs.get("/api/v1/alerts/silences")).json()["silences"] == []
         assert (await theirs.delete(f"/api/v1/alerts/silences/{silence.json()['id']}")).status_code == 404
         assert (await mine.get(path)).json()["state"] == "firing"
+
+
+async def test_the_cli_creates_lists_silences_and_shows_events(
+    make_project: Callable[..., Any], alert: ServiceProcess, pool: Any, tmp_path: Path
+) -> None:
+    project = await make_project()
+    rule_file = tmp_path / "rule.yaml"
+    rule_file.write_text(
+        "name: cli errors\nmetric: error_rate\ncondition: {op: above, threshold: 0.1}\nseverity: critical\n"
+    )
+    env = {"VANE_ALERT_URL": alert.url, "VANE_SECRET_KEY": project.keys.secret_key}
+
+    def vane(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["alerts", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert (await asyncio.to_thread(vane, "rules", "--create", str(rule_file))).startswith("created ")
+    rng = np.random.default_rng(7)
+    await roll_up(pool, generations(project.id, _minutes_ago(rng, 50, 1, 3), rng.uniform(100, 200, 50), errors=20))
+
+    async def fired() -> bool:
+        return "firing" in await asyncio.to_thread(vane, "events")
+
+    await eventually(fired, timeout=20)
+    listed = await asyncio.to_thread(vane, "rules")
+    assert "firing" in listed and "cli errors" in listed and "rate error_rate = 0.4" in listed
+    silenced = await asyncio.to_thread(vane, "silence", "--matcher", "alertname=cli errors", "--for", "2h")
+    assert silenced.startswith("silenced until ")
+    bad = await asyncio.to_thread(CliRunner().invoke, cli, ["alerts", "silence", "--matcher", "oops"], env=env)
+    assert bad.exit_code != 0 and "label=value" in bad.output

@@ -107,3 +107,8 @@ def test_a_standard_webhooks_secret_is_its_base64_key_and_any_other_string_its_b
         "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     )
     assert rules.signing_key("s3cret") == b"s3cret"
+
+
+def test_a_rule_without_scope_or_channels_is_stored_with_both_empty() -> None:
+    spec = rules.to_spec(rules.parse(b'{"name": "r", "metric": "cost", "condition": {"op": "above", "threshold": 1}}'))
+    assert spec["scope"] == {} and spec["channels"] == [] and spec["statistic"] == "median"
