@@ -149,10 +149,4 @@ ENVIRONMENT = [
     ("VANE_INGEST_PUBLISH_TIMEOUT_SECONDS", "5", "ingest answers 503 when JetStream has not acked by then"),
     ("VANE_REGISTRY_WORKERS", "1", "registry processes sharing its two ports (SO_REUSEPORT), one per core"),
     ("VANE_RUNS_RETENTION_DAYS", "30", "days runs and their scores are kept (0: forever); rollups are always kept"),
-    ("VANE_ALERT_EVALUATE_SECONDS", "15", "how often each alert rule is evaluated"),
-    ("VANE_ALERT_RETRY_MAX_SECONDS", "60", "longest pause between two attempts to deliver a notification"),
-    ("VANE_ALERT_SEND_TIMEOUT_SECONDS", "10", "how long one delivery attempt waits for the receiver"),
-    ("VANE_ALERT_RESEND_SECONDS", "60", "how often a firing alert is posted to Alertmanager again"),
-    ("VANE_ALERT_CHANNEL_DISABLE_AFTER_SECONDS", "86400", "a channel failing this long is disabled (with an event)"),
-    ("VANE_ALERT_PUBLIC_URL", "http://127.0.0.1:8083", "the alert service's address in Alertmanager's generatorURL"),
 ]
