@@ -33,6 +33,9 @@ log = get_logger(component="alert-deliver")
 
 SEND_BATCH = 64
 IDLE_SECONDS = 0.2
+# Sent (or abandoned) notifications are kept this long for inspection, then pruned, every PRUNE_SECONDS.
+KEEP_SENT_DAYS = 7
+PRUNE_SECONDS = 600.0
 BASE_BACKOFF_SECONDS = 1.0
 _CLAIM = """
 UPDATE alert_outbox SET lease_until = $1, attempts = attempts + 1
@@ -59,9 +62,14 @@ class Sender:
         self.lease_seconds = 3 * settings.alert_send_timeout_seconds
 
     async def run(self, stopping: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        pruned_at = loop.time()
         try:
             while not stopping.is_set():
                 try:
+                    if loop.time() - pruned_at >= PRUNE_SECONDS:
+                        pruned_at = loop.time()
+                        await self.prune()
                     sent = await self.round()
                 except Exception as exc:  # Postgres away: try again shortly
                     log.warning("delivery_round_failed", error=str(exc))
@@ -71,6 +79,12 @@ class Sender:
                         await asyncio.wait_for(stopping.wait(), IDLE_SECONDS)
         finally:
             await self.client.aclose()
+
+    async def prune(self) -> None:
+        await self.pool.execute(
+            "DELETE FROM alert_outbox WHERE coalesce(delivered_at, abandoned_at) < now() - make_interval(days => $1)",
+            KEEP_SENT_DAYS,
+        )
 
     async def round(self) -> int:
         """Send what is due now; the number of attempts made."""
@@ -86,7 +100,7 @@ class Sender:
         try:
             response = await self.client.post(url, content=data, headers=headers)
             error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}: {response.text[:200]}"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # refused, timed out, a URL the client will not take: all retried
             error = f"{type(exc).__name__}: {exc}"
         if error is None:
             await self._delivered(row)

@@ -165,6 +165,7 @@ class Evaluator:
             return read
 
         updates: list[tuple[Any, ...]] = []
+        transitions: list[notify.Transition] = []
         for row in claimed:
             previous = RuleState(row["state"], row["level"], row["since"], row["active_at"], row["notified_at"])
             refreshed = row["refreshed_at"]
@@ -183,18 +184,8 @@ class Evaluator:
                 total.transitions += 1
                 event = _event(row["id"], rule, step, found, previous)
                 targets = rules.to_spec(rule)["channels"]
-                await notify.record(
-                    conn,
-                    row["project_id"],
-                    event,
-                    targets,
-                    step.notify,
-                    self.generator_url(row["id"]),
-                    now,
-                    row["id"],
-                    known=known,
-                )
-                total.queued += len(targets) if step.notify else 0
+                url = self.generator_url(row["id"])
+                transitions.append(notify.Transition(row["project_id"], row["id"], event, targets, step.notify, url))
                 if step.event == "firing":
                     refreshed = now
             elif step.state.state == "firing":
@@ -202,6 +193,7 @@ class Evaluator:
             s = step.state
             updates.append((row["id"], s.state, s.level, s.since, s.active_at, s.notified_at, refreshed, found.value))
         total.rules += len(claimed)
+        total.queued += await notify.record_all(conn, transitions, now, known)
         columns = list(zip(*updates, strict=True))
         await conn.execute(_UPDATE, now, *[list(c) for c in columns])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,18 @@ async def disabled_keys(conn: Conn, project: uuid.UUID) -> set[str]:
     return {r["channel_key"] for r in rows}
 
 
+def _distinct(targets: Sequence[dict[str, Any]], disabled: set[str]) -> list[tuple[dict[str, Any], str]]:
+    """Each enabled channel once (two rules naming one URL send it one notification), with its key."""
+    seen: set[str] = set()
+    out = []
+    for channel in targets:
+        key = key_of(channel)
+        if key not in seen and key not in disabled:
+            seen.add(key)
+            out.append((channel, key))
+    return out
+
+
 async def enqueue(
     conn: Conn,
     project: uuid.UUID,
@@ -75,14 +88,10 @@ async def enqueue(
     project's disabled channel keys, when the caller has read them already."""
     if disabled is None:
         disabled = await disabled_keys(conn, project)
-    seen: set[str] = set()
-    rows: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = []
-    for channel in targets:
-        key = key_of(channel)
-        if key in seen or key in disabled:
-            continue
-        seen.add(key)
-        rows.append((message_id(), channel, key, channels.render(channel, event, generator_url)))
+    rows = [
+        (message_id(), channel, key, channels.render(channel, event, generator_url))
+        for channel, key in _distinct(targets, disabled)
+    ]
     if rows:
         await conn.execute(
             _INSERT_OUTBOX,
@@ -136,3 +145,62 @@ async def record(
         disabled = await known.disabled(conn, project)
         await enqueue(conn, project, event_id, {**event, "event_id": event_id}, targets, generator_url, now, disabled)
     return int(event_id)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A rule's event to record, and where it goes when it is to be notified."""
+
+    project: uuid.UUID
+    rule_id: uuid.UUID
+    event: dict[str, Any]
+    targets: Sequence[dict[str, Any]]
+    notify: bool
+    generator_url: str
+
+
+_INSERT_EVENTS = """
+INSERT INTO alert_events (id, project_id, rule_id, kind, state, severity, at, value, silenced, notified, body)
+SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
+                     $8::float8[], $9::bool[], $10::bool[], $11::jsonb[])
+"""
+
+
+async def record_all(conn: Conn, transitions: Sequence[Transition], now: datetime, known: Known) -> int:
+    """record() of many rules' events in three statements (ids drawn first, events, outbox rows);
+    the number of notifications queued."""
+    if not transitions:
+        return 0
+    ids = await conn.fetch(
+        "SELECT nextval(pg_get_serial_sequence('alert_events', 'id')) AS id FROM generate_series(1, $1)",
+        len(transitions),
+    )
+    events: list[tuple[Any, ...]] = []
+    outbox: list[tuple[str, uuid.UUID, int, dict[str, Any], str, dict[str, Any]]] = []
+    for found, t in zip(ids, transitions, strict=True):
+        event_id = int(found["id"])
+        event = {**t.event, "project_id": str(t.project), "at": iso(now)}
+        silenced = silences.silenced(await known.silences(conn, t.project, now), channels.labels_of(event))
+        send = t.notify and not silenced and bool(t.targets)
+        e = event
+        row = (event_id, t.project, t.rule_id, e["kind"], e["state"], e["severity"], now, e.get("value"))
+        events.append((*row, silenced, send, json.dumps(event)))
+        if send:
+            disabled = await known.disabled(conn, t.project)
+            sent = {**event, "event_id": event_id}
+            for channel, key in _distinct(t.targets, disabled):
+                rendered = channels.render(channel, sent, t.generator_url)
+                outbox.append((message_id(), t.project, event_id, channel, key, rendered))
+    await conn.execute(_INSERT_EVENTS, *(list(column) for column in zip(*events, strict=True)))
+    if outbox:
+        await conn.execute(
+            _INSERT_OUTBOX,
+            [r[0] for r in outbox],
+            [r[1] for r in outbox],
+            [r[2] for r in outbox],
+            [json.dumps(r[3]) for r in outbox],
+            [r[4] for r in outbox],
+            [json.dumps(r[5]) for r in outbox],
+            [now] * len(outbox),
+        )
+    return len(outbox)
