@@ -156,7 +156,10 @@ def alertmanager_binary() -> str | None:
         return found
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "prometheus-alertmanager"]):
-        if subprocess.run(command, env=env, capture_output=True, timeout=600).returncode != 0:
+        try:
+            if subprocess.run(command, env=env, capture_output=True, timeout=600).returncode != 0:
+                return None
+        except (OSError, subprocess.TimeoutExpired):
             return None
     return shutil.which("prometheus-alertmanager")
 
