@@ -138,20 +138,28 @@ class Evaluator:
         began = time.perf_counter()
         total = Round()
         due_before = now if force else now - timedelta(seconds=self.settings.alert_evaluate_seconds)
+        # What one round reads of the rollups is read once, whatever the number of its batches.
+        self.reader.forget()
+        windows: dict[tuple[Any, ...], Window] = {}
         while True:
             async with self.pool.acquire() as conn, conn.transaction():
                 claimed = await conn.fetch(_CLAIM, due_before, CLAIM_BATCH)
                 if not claimed:
                     break
-                await self._batch(conn, claimed, now, total)
+                await self._batch(conn, claimed, now, total, windows)
             if len(claimed) < CLAIM_BATCH:
                 break
         total.seconds = time.perf_counter() - began
         return total
 
-    async def _batch(self, conn: Conn, claimed: list[asyncpg.Record], now: datetime, total: Round) -> None:
-        windows: dict[tuple[Any, ...], Window] = {}
-        self.reader.forget()
+    async def _batch(
+        self,
+        conn: Conn,
+        claimed: list[asyncpg.Record],
+        now: datetime,
+        total: Round,
+        windows: dict[tuple[Any, ...], Window],
+    ) -> None:
         known = notify.Known()
 
         async def read_for(project: uuid.UUID) -> ReadWindow:
