@@ -63,7 +63,8 @@ class Settings:
     registry_workers: int = 1  # registry processes sharing its ports (SO_REUSEPORT)
     runs_retention_days: int = 30  # runs (and their scores) kept this long; 0: forever. Rollups stay.
     run_settle_seconds: float = 60.0  # a trace whose root span has not come is counted as a run after this
-    alert_evaluate_seconds: float = 15.0  # each alert rule is evaluated this often
+    # each alert rule is evaluated this often (a round of 10,000 rules over 1,000 versions: ~0.6 s, 0.4 s CPU)
+    alert_evaluate_seconds: float = 5.0
     alert_retry_max_seconds: float = 60.0  # the longest pause between two attempts to deliver a notification
     alert_send_timeout_seconds: float = 10.0  # a receiver that has not answered by then failed this attempt
     alert_resend_seconds: float = 60.0  # a firing alert is posted to Alertmanager again this often
@@ -103,7 +104,7 @@ class Settings:
             registry_workers=env_int("VANE_REGISTRY_WORKERS", 1),
             runs_retention_days=env_int("VANE_RUNS_RETENTION_DAYS", 30),
             run_settle_seconds=env_float("VANE_RUN_SETTLE_SECONDS", 60.0),
-            alert_evaluate_seconds=env_float("VANE_ALERT_EVALUATE_SECONDS", 15.0),
+            alert_evaluate_seconds=env_float("VANE_ALERT_EVALUATE_SECONDS", 5.0),
             alert_retry_max_seconds=env_float("VANE_ALERT_RETRY_MAX_SECONDS", 60.0),
             alert_send_timeout_seconds=env_float("VANE_ALERT_SEND_TIMEOUT_SECONDS", 10.0),
             alert_resend_seconds=env_float("VANE_ALERT_RESEND_SECONDS", 60.0),
