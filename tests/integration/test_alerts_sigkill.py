@@ -7,10 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.aggregator_load import eventually
 from tests.support.alert_receivers import ERRORS_RULE, FAST, SECRET, Receiver, failing_traffic, holds
 from tests.support.processes import free_port
+
+pytestmark = pytest.mark.slow
 
 
 async def test_sigkill_between_deciding_and_sending_and_mid_send_delivers_exactly_once_by_webhook_id(
