@@ -92,6 +92,7 @@ cli.add_command(importlib.import_module("services.cli.deciding").winner_command)
 cli.add_command(importlib.import_module("services.cli.experiments").experiments)
 cli.add_command(importlib.import_module("services.cli.datasets").datasets)
 cli.add_command(importlib.import_module("services.cli.rollouts").rollouts)
+cli.add_command(importlib.import_module("services.cli.alerts").alerts)
 
 
 def main() -> None:
