@@ -13,6 +13,7 @@ from services.common.http import build_http_app, project_routes
 from services.common.runtime import Component, GrpcServer, HttpServer, Needs, Resources, run_service
 from services.ingest.evalconfig import eval_config_routes
 from services.ingest.intake import SpanIntake
+from services.ingest.langfuse_api import langfuse_routes
 from services.ingest.models import PriceStore, model_routes
 from services.ingest.otlp_grpc import trace_service
 from services.ingest.otlp_http import otlp_routes
@@ -29,9 +30,11 @@ async def build(resources: Resources) -> Sequence[Component]:
     timeout = settings.ingest_publish_timeout_seconds
     prices = PriceStore(resources.pool)
     intake = SpanIntake(resources.bus, prices, timeout)
+    score_configs = ScoreConfigStore(resources.pool)
     routes = [
         *otlp_routes(intake, settings.max_body_bytes),
-        *score_routes(resources.bus, ScoreConfigStore(resources.pool), timeout),
+        *score_routes(resources.bus, score_configs, timeout),
+        *langfuse_routes(resources.bus, score_configs, timeout),
         *model_routes(prices),
         *eval_config_routes(),
         *project_routes(),

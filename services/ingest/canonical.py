@@ -90,6 +90,19 @@ def _build(tables: Tables) -> Any:
 
 ACCELERATOR = _build(TABLES)
 
+# What C does not do, so it leaves the request to Python when the body may hold it: a first-token
+# span event (C reads only `exception` events), and a span naming its own app version, which
+# Python spreads to the rest of its trace (normalise.spread_trace_versions).
+_PYTHON_ONLY = tuple(
+    [name.encode() for name in TABLES.first_token_events]
+    + [key.encode() for key, rules in TABLES.span.items() if any(rule[1] == "app_version" for rule in rules)]
+)
+
+
+def needs_python(body: bytes) -> bool:
+    """Whether the request may hold what only the Python path does (a plain substring search)."""
+    return any(marker in body for marker in _PYTHON_ONLY)
+
 
 class RequestContext:
     """What the accelerator asks Python during one request."""
@@ -136,5 +149,8 @@ def canonical_spans(request: TraceRequestLike, project_id: str, prices: Sequence
     accelerator is not built or leaves the request to the Python path. Raises Invalid as normalise does."""
     if ACCELERATOR is None:
         return None
-    spans: list[bytes] | None = ACCELERATOR.spans(body_of(request), RequestContext(project_id, prices, TABLES))
+    body = body_of(request)
+    if needs_python(body):
+        return None
+    spans: list[bytes] | None = ACCELERATOR.spans(body, RequestContext(project_id, prices, TABLES))
     return spans

@@ -24,6 +24,7 @@ from services.registry.changes import ChangeFeed, Watchers
 from services.registry.grpc_api import PromptServicer, build_server
 from services.registry.http_api import PromptController
 from services.registry.keys import Callers
+from services.registry.langfuse_api import LangfusePromptController
 from services.registry.registry import PromptRegistry
 
 NAME = "registry"
@@ -64,7 +65,7 @@ async def build(resources: Resources) -> Sequence[Component]:
 
     app = build_http_app(
         resources,
-        [PromptController, *project_routes()],
+        [PromptController, LangfusePromptController, *project_routes()],
         title="Vane prompt registry",
         dependencies={
             "project_id": Provide(project_id),
