@@ -6,7 +6,7 @@ path-routing proxy in the test (tests/support/one_origin.py) stands in for the g
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -171,8 +171,14 @@ async def test_scores_of_the_sdk_and_the_rest_api_land_as_vane_scores(
 
 
 async def test_generations_link_their_prompt_version_and_app_version_over_otlp(
-    origin: str, make_project: Any, infra: Infra, fresh_global_tracing: None, monkeypatch: pytest.MonkeyPatch
+    origin: str,
+    make_project: Any,
+    infra: Infra,
+    fresh_global_tracing: None,
+    monkeypatch: pytest.MonkeyPatch,
+    start_service: Callable[..., ServiceProcess],
 ) -> None:
+    aggregator = start_service("aggregator", wait=False)
     project = await make_project()
     for name in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "SOURCE_VERSION"):  # the SDK's own release guesses
         monkeypatch.delenv(name, raising=False)
@@ -202,6 +208,19 @@ async def test_generations_link_their_prompt_version_and_app_version_over_otlp(
     assert reply.cost > 0 and reply.output == "Hello Ada"
     assert reply.app_version == spans["handle-request"].app_version == "checkout-2.4.0"
 
+    # The generation counts toward that Vane prompt version, and toward the app version.
+    await asyncio.to_thread(aggregator.wait_ready)
+    window = {"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}
+    async with httpx.AsyncClient(base_url=aggregator.url, headers=project.bearer, timeout=10) as http:
+        for _ in range(100):
+            prompt_rows = (await http.get("/api/v1/prompts/support-reply/metrics", params=window)).json()["versions"]
+            if prompt_rows:
+                break
+            await asyncio.sleep(0.2)
+        app_rows = (await http.get("/api/v1/versions/metrics", params=window)).json()["versions"]
+    assert [(r["version"], r["generation_count"], r["total_input_tokens"]) for r in prompt_rows] == [(1, 1, 812)]
+    assert [(r["version"], r["generation_count"]) for r in app_rows] == [("checkout-2.4.0", 1)]
+
 
 async def test_without_a_release_the_trace_version_reaches_its_generations(
     origin: str, make_project: Any, infra: Infra, fresh_global_tracing: None, monkeypatch: pytest.MonkeyPatch
@@ -221,3 +240,13 @@ async def test_without_a_release_the_trace_version_reaches_its_generations(
     await asyncio.to_thread(run)
     spans = {s.name: s for s in await read_stream(infra, "spans", str(project.id), 2)}
     assert spans["reply"].app_version == spans["handle-request"].app_version == "concise-prompt-v2"
+
+
+async def test_the_langfuse_routes_are_in_each_services_openapi_document(
+    registry: ServiceProcess, ingest: ServiceProcess
+) -> None:
+    async with httpx.AsyncClient() as http:
+        registry_paths = (await http.get(f"{registry.url}/schema/openapi.json")).json()["paths"]
+        ingest_paths = (await http.get(f"{ingest.url}/schema/openapi.json")).json()["paths"]
+    assert {"/api/public/v2/prompts", "/api/public/v2/prompts/{name}"} <= set(registry_paths)
+    assert {"/api/public/scores", "/api/public/ingestion", "/api/public/projects"} <= set(ingest_paths)
