@@ -30,7 +30,14 @@ LATENCY = 0.05  # the server waits this long before answering
 ROOT = Path(__file__).resolve().parents[2]
 # Which packages put the first streamed token on the span (OpenLLMetry records it as a metric only,
 # OpenTelemetry's official instrumentation not at all).
-SENDS_TTFT = {"openinference": True, "traceai": True, "langfuse": True, "openllmetry": False, "openai-v2": False}
+SENDS_TTFT = {
+    "openinference": True,
+    "traceai": True,
+    "langfuse": True,
+    "openllmetry": False,
+    "openai-v2": False,
+    "openai-v2-events": False,  # its message content comes as OTLP log events, joined to the spans
+}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +108,8 @@ async def test_every_generation_arrives_with_model_tokens_cost_latency_and_app_v
         assert span.app_version == app_version
         if package == "langfuse":
             assert (span.prompt_name, span.prompt_version) == ("order-help", 1)
+        if package in ("openai-v2-events", "openinference", "traceai", "langfuse"):
+            assert "Where is my order?" in span.input and "How can I help you today?" in span.output
     with_ttft = [s for s in generations if s.HasField("ttft_ms")]
     if SENDS_TTFT[package]:
         assert len(with_ttft) >= CALLS  # every streamed one

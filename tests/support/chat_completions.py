@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections import Counter
 from typing import Any
@@ -131,7 +132,7 @@ class ChatCompletionsServer:
         if not request.get("stream"):
             return 200, {}, json.dumps(_completion(model, REPLY, self.usage)).encode()
         chunks = [_chunk(model, {"role": "assistant", "content": ""})]
-        chunks += [_chunk(model, {"content": word}) for word in REPLY.split(" ")]
+        chunks += [_chunk(model, {"content": word}) for word in re.findall(r"\S+\s*", REPLY)]
         chunks.append(_chunk(model, {}, "stop"))
         if (request.get("stream_options") or {}).get("include_usage"):
             chunks.append({**_chunk(model, {}), "choices": [], "usage": _usage(self.usage)})

@@ -58,6 +58,27 @@ def _openai_v2(run: dict[str, Any]) -> tuple[Any, Callable[[], None]]:
     return _openai_client(run), provider.shutdown
 
 
+def _openai_v2_events(run: dict[str, Any]) -> tuple[Any, Callable[[], None]]:
+    """The official instrumentation sending message content as log events only (EVENT_ONLY)."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "EVENT_ONLY"
+    provider = _provider(run)
+    logs = LoggerProvider(resource=provider.resource)
+    headers = {"Authorization": f"Bearer {run['secret_key']}"}
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(f"{run['ingest']}/v1/logs", headers=headers)))
+    OpenAIInstrumentor().instrument(tracer_provider=provider, logger_provider=logs)
+
+    def shutdown() -> None:  # as at exit: the providers made last stop first
+        logs.shutdown()
+        provider.shutdown()
+
+    return _openai_client(run), shutdown
+
+
 def _traceai(run: dict[str, Any]) -> tuple[Any, Callable[[], None]]:
     """Future AGI's way: register() with FI_BASE_URL at Vane, then its instrumentor."""
     from fi_instrumentation import register
@@ -103,6 +124,7 @@ PACKAGES: dict[str, Callable[[dict[str, Any]], tuple[Any, Callable[[], None]]]] 
     "openinference": _openinference,
     "openllmetry": _openllmetry,
     "openai-v2": _openai_v2,
+    "openai-v2-events": _openai_v2_events,
     "traceai": _traceai,
     "langfuse": _langfuse,
 }
