@@ -121,7 +121,7 @@ async def test_a_missing_prompt_serves_the_fallback_and_a_cached_prompt_is_serve
     origin: str, make_project: Any
 ) -> None:
     project = await make_project()
-    lf = langfuse_client(origin, project, tracing_enabled=False)
+    lf = langfuse_client(origin, project, host=origin, tracing_enabled=False)  # the older spelling of base_url
 
     def run() -> tuple[Any, ...]:
         lf.create_prompt(name="cached", prompt="one", labels=["production"])
