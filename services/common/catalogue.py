@@ -143,6 +143,14 @@ TRACEAI_EVALS: dict[str, TraceAIEval] = {
     "factual_accuracy": TraceAIEval(
         "llm_judge", ("input", "output", "context"), {"context": "reference"}, {"rubric": "correctness"}
     ),
+    # traceAI's text checks, as Vane's regex: the pattern is the eval's (traceAI sends no config for them)
+    "one_line": TraceAIEval("regex", ("text",), {"text": "output"}, {"pattern": r"[^\n]*\n?", "mode": "fullmatch"}),
+    "is_email": TraceAIEval(
+        "regex", ("text",), {"text": "output"}, {"pattern": r"\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*", "mode": "fullmatch"}
+    ),
+    "contains_valid_link": TraceAIEval(
+        "regex", ("text",), {"text": "output"}, {"pattern": r"https?://[^\s/$.?#][^\s]*"}
+    ),
 }
 
 
