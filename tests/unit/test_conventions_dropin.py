@@ -112,6 +112,10 @@ def test_the_c_path_leaves_what_only_python_does_to_python() -> None:
     plain = _body(list(memory.get_finished_spans()))
     assert not needs_python(plain)
     assert needs_python(_streamed({"llm.model_name": "gpt-4o"}))
+    versioned, memory = _provider({"langfuse.release": "2.4.0"})
+    with versioned.get_tracer("t").start_as_current_span("gen", attributes={"langfuse.version": "v1"}):
+        pass
+    assert not needs_python(_body(list(memory.get_finished_spans())))  # the resource's version wins: C does it
     if ACCELERATOR is not None:  # built: it takes the plain request, not the streamed one
         assert canonical_spans(decode_protobuf(plain), PROJECT, (BUILTIN,)) is not None
         assert canonical_spans(decode_protobuf(_streamed({"llm.model_name": "m"})), PROJECT, (BUILTIN,)) is None
