@@ -17,7 +17,8 @@ from vane.v1.bus_pb2 import CanonicalSpan
 
 from services.ingest.canonical import ACCELERATOR, canonical_spans, needs_python
 from services.ingest.decode import decode_protobuf
-from services.ingest.intake import canonical_records
+from services.ingest.intake import canonical_records, priced_records
+from services.ingest.normalise import normalise
 from services.ingest.pricing import BUILTIN
 
 PROJECT = "8d6f1c9e-6a55-4f7e-9d2b-3f1f4f3f0a11"
@@ -119,3 +120,19 @@ def test_the_c_path_leaves_what_only_python_does_to_python() -> None:
     if ACCELERATOR is not None:  # built: it takes the plain request, not the streamed one
         assert canonical_spans(decode_protobuf(plain), PROJECT, (BUILTIN,)) is not None
         assert canonical_spans(decode_protobuf(_streamed({"llm.model_name": "m"})), PROJECT, (BUILTIN,)) is None
+
+
+def test_the_c_path_reads_the_model_inside_request_parameters_as_python_does() -> None:
+    provider, memory = _provider({"project_version_name": "v3"})
+    attributes = {
+        "gen_ai.span.kind": "LLM",
+        "gen_ai.request.parameters": json.dumps({"model": "gpt-4o", "stream": True}),
+        "gen_ai.usage.input_tokens": 1000,
+    }
+    with provider.get_tracer("t").start_as_current_span("stream", attributes=attributes):
+        pass
+    body = _body(list(memory.get_finished_spans()))
+    python = priced_records(normalise(decode_protobuf(body), PROJECT), (BUILTIN,))
+    assert CanonicalSpan.FromString(python[0]).model == "gpt-4o"
+    if ACCELERATOR is not None:
+        assert canonical_spans(decode_protobuf(body), PROJECT, (BUILTIN,)) == python
