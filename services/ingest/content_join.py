@@ -27,6 +27,7 @@ from services.ingest.normalise import SpanGroup
 
 KEEP_SECONDS = 300  # a span exported this much later than its events finds them no more
 _PENDING_CHECK_SECONDS = 5.0  # how long a process trusts what it learnt of a project's pending events
+_UNREACHABLE_SECONDS = 30.0  # with Redis down, trace requests ask again this seldom (each try may wait 0.5 s)
 JOINED = Counter("vane_ingest_genai_events_joined_total", "spans given their input or output from GenAI log events")
 log = get_logger(component="content_join")
 
@@ -68,10 +69,10 @@ class ContentJoin:
         if known is not None and known[0] > now:
             return known[1]
         try:
-            has = bool(await self._redis.exists(self._key(project)))
+            has, trust = bool(await self._redis.exists(self._key(project))), _PENDING_CHECK_SECONDS
         except (RedisError, OSError):
-            has = False  # spans never wait on Redis: they go on without their content
-        self._pending[project] = (now + _PENDING_CHECK_SECONDS, has)
+            has, trust = False, _UNREACHABLE_SECONDS  # spans do not wait on Redis: they go on without content
+        self._pending[project] = (now + trust, has)
         return has
 
     async def fill(self, project: uuid.UUID, groups: Iterable[SpanGroup]) -> list[str]:
