@@ -1,4 +1,5 @@
-"""Vane's evaluator catalogue: names, versions and output types.
+"""Vane's evaluator catalogue: names, versions and output types, and which of Future AGI's traceAI
+system evals Vane runs with them.
 
 Shared data, not code of a service: the evaluator runs these, ingest answers Future AGI's
 traceAI eval-config questions from this list, and the API lists it.
@@ -6,8 +7,9 @@ traceAI eval-config questions from this list, and the API lists it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 OutputType = Literal["numeric", "boolean", "categorical"]
 
@@ -107,3 +109,54 @@ CATALOGUE: dict[str, EvaluatorSpec] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class TraceAIEval:
+    """One of traceAI's system evals as Vane runs it: the evaluator, traceAI's own mapping keys for
+    it, the keys that name an evaluator input of another name, and the config that makes it that eval."""
+
+    evaluator: str
+    keys: tuple[str, ...]  # as traceAI's EvalMappingConfig lists them
+    inputs: Mapping[str, str] = field(default_factory=dict)  # traceAI key -> Vane input
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+# traceAI system eval name -> the Vane evaluator that scores the same thing.
+TRACEAI_EVALS: dict[str, TraceAIEval] = {
+    "is_json": TraceAIEval("is_json", ("text",), {"text": "output"}),
+    "levenshtein_similarity": TraceAIEval(
+        "levenshtein", ("response", "expected_text"), {"response": "output", "expected_text": "reference"}
+    ),
+    "embedding_similarity": TraceAIEval(
+        "embedding_similarity", ("response", "expected_text"), {"response": "output", "expected_text": "reference"}
+    ),
+    "toxicity": TraceAIEval("llm_judge", ("input",), {"input": "output"}, {"rubric": "toxicity"}),
+    "groundedness": TraceAIEval("llm_judge", ("output", "input"), {"input": "context"}, {"rubric": "groundedness"}),
+    "context_adherence": TraceAIEval("llm_judge", ("context", "output"), {}, {"rubric": "groundedness"}),
+    "detect_hallucination": TraceAIEval(
+        "llm_judge", ("input", "output"), {"input": "context"}, {"rubric": "groundedness"}
+    ),
+    "is_helpful": TraceAIEval("llm_judge", ("input", "output"), {}, {"rubric": "helpfulness"}),
+    "completeness": TraceAIEval("llm_judge", ("input", "output"), {}, {"rubric": "helpfulness"}),
+    "task_completion": TraceAIEval("llm_judge", ("input", "output"), {}, {"rubric": "helpfulness"}),
+    "factual_accuracy": TraceAIEval(
+        "llm_judge", ("input", "output", "context"), {"context": "reference"}, {"rubric": "correctness"}
+    ),
+    # traceAI's text checks, as Vane's regex: the pattern is the eval's (traceAI sends no config for them)
+    "one_line": TraceAIEval("regex", ("text",), {"text": "output"}, {"pattern": r"[^\n]*\n?", "mode": "fullmatch"}),
+    "is_email": TraceAIEval(
+        "regex", ("text",), {"text": "output"}, {"pattern": r"\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*", "mode": "fullmatch"}
+    ),
+    "contains_valid_link": TraceAIEval(
+        "regex", ("text",), {"text": "output"}, {"pattern": r"https?://[^\s/$.?#][^\s]*"}
+    ),
+}
+
+
+def offered() -> str:
+    """What Vane runs, for a refusal: traceAI's system evals by their names, then Vane's own."""
+    return (
+        f"traceAI's system evals {', '.join(TRACEAI_EVALS)}; "
+        f"or Vane's evaluators {', '.join(CATALOGUE)} (with their own mapping keys)"
+    )

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.catalogue import CATALOGUE, EvaluatorSpec
+from services.common.catalogue import CATALOGUE, TRACEAI_EVALS, EvaluatorSpec
 from services.evaluator.mapping import resolve_inputs
 from services.evaluator.spans import SpanView
 
@@ -24,26 +24,9 @@ SCORE_NAMESPACE = uuid.UUID("6f0b7a52-3c55-4d8e-9f1e-5a7e0c4b9d21")
 FILTER_KEYS = ("app_version", "prompt_name", "prompt_label", "span_kind", "model", "prompt_version")
 
 
-@dataclass(frozen=True)
-class Alias:
-    evaluator: str
-    inputs: Mapping[str, str] = field(default_factory=dict)  # traceAI input name -> Vane input name
-    config: Mapping[str, Any] = field(default_factory=dict)
-
-
-# traceAI system eval name -> the Vane evaluator that scores the same thing.
-TRACEAI_ALIASES: dict[str, Alias] = {
-    "is_json": Alias("is_json", {"text": "output"}),
-    "levenshtein_similarity": Alias("levenshtein", {"response": "output", "expected_text": "reference"}),
-    "embedding_similarity": Alias("embedding_similarity", {"response": "output", "expected_text": "reference"}),
-    "toxicity": Alias("llm_judge", {"input": "output"}, {"rubric": "toxicity"}),
-    "groundedness": Alias("llm_judge", {"input": "context"}, {"rubric": "groundedness"}),
-    "context_adherence": Alias("llm_judge", {}, {"rubric": "groundedness"}),
-    "is_helpful": Alias("llm_judge", {}, {"rubric": "helpfulness"}),
-    "completeness": Alias("llm_judge", {}, {"rubric": "helpfulness"}),
-    "task_completion": Alias("llm_judge", {}, {"rubric": "helpfulness"}),
-    "factual_accuracy": Alias("llm_judge", {"context": "reference"}, {"rubric": "correctness"}),
-}
+# traceAI system eval name -> the Vane evaluator that scores the same thing (shared with ingest,
+# which answers traceAI's register() from it).
+TRACEAI_ALIASES = TRACEAI_EVALS
 _TRACEAI_KINDS = {"unknown": "span"}
 
 

@@ -1,7 +1,9 @@
 """Wires the ingest service. A span goes: receive (decode.py, authenticate) → normalise
 (normalise.py over conventions/) → price (pricing.py) → publish (publish.py), in intake.py,
 behind OTLP/HTTP (otlp_http.py) and OTLP/gRPC (otlp_grpc.py). Scores (scores.py), model prices
-(models.py) and Future AGI's eval-config questions (evalconfig.py) sit beside it on HTTP."""
+(models.py) and Future AGI's eval-config questions (evalconfig.py) sit beside it on HTTP, with
+Langfuse's score and project routes (langfuse_api.py) and OTLP logs, whose GenAI events give
+their spans the content they lack (otlp_logs.py → content_join.py, through Redis)."""
 
 from __future__ import annotations
 
@@ -11,16 +13,20 @@ import grpc
 
 from services.common.http import build_http_app, project_routes
 from services.common.runtime import Component, GrpcServer, HttpServer, Needs, Resources, run_service
+from services.ingest.content_join import ContentJoin
 from services.ingest.evalconfig import eval_config_routes
 from services.ingest.intake import SpanIntake
+from services.ingest.langfuse_api import langfuse_routes
 from services.ingest.models import PriceStore, model_routes
 from services.ingest.otlp_grpc import trace_service
 from services.ingest.otlp_http import otlp_routes
+from services.ingest.otlp_logs import otlp_log_routes
 from services.ingest.scores import ScoreConfigStore, score_routes
 from services.ingest.workers import SharedPortHttpServer, WorkerProcesses, worker_index
 
 NAME = "ingest"
-NEEDS = Needs(postgres=True, nats=True)
+# Redis only holds GenAI log events until their spans come: spans flow without it.
+NEEDS = Needs(postgres=True, nats=True, redis=True, redis_required=False)
 
 
 async def build(resources: Resources) -> Sequence[Component]:
@@ -28,10 +34,14 @@ async def build(resources: Resources) -> Sequence[Component]:
     assert resources.pool is not None and resources.bus is not None and resources.auth is not None
     timeout = settings.ingest_publish_timeout_seconds
     prices = PriceStore(resources.pool)
-    intake = SpanIntake(resources.bus, prices, timeout)
+    join = ContentJoin(resources.redis, settings.namespace)
+    intake = SpanIntake(resources.bus, prices, timeout, join)
+    score_configs = ScoreConfigStore(resources.pool)
     routes = [
         *otlp_routes(intake, settings.max_body_bytes),
-        *score_routes(resources.bus, ScoreConfigStore(resources.pool), timeout),
+        *otlp_log_routes(join, settings.max_body_bytes),
+        *score_routes(resources.bus, score_configs, timeout),
+        *langfuse_routes(resources.bus, score_configs, timeout),
         *model_routes(prices),
         *eval_config_routes(),
         *project_routes(),

@@ -23,7 +23,7 @@ from services.common.logs import get_logger
 from services.ingest.conventions import convention
 from services.ingest.normalise import TABLES, Attributes, Tables, exception_message, map_resource, numbered_messages
 from services.ingest.pricing import PriceTable
-from services.ingest.wire import TraceRequestLike, body_of, key_value
+from services.ingest.wire import TraceRequestLike, body_of, key_value, parse_request
 
 try:
     from services.ingest import _canonical
@@ -90,6 +90,28 @@ def _build(tables: Tables) -> Any:
 
 ACCELERATOR = _build(TABLES)
 
+# What C does not do, so it leaves the request to Python when the body may hold it: a first-token
+# span event (C reads only `exception` events), and a span naming its own app version under a
+# resource that names none, which Python spreads to the rest of its trace (normalise.spread_trace_versions).
+_FIRST_TOKEN_MARKERS = tuple(name.encode() for name in TABLES.first_token_events)
+_SPAN_VERSION_MARKERS = tuple(
+    key.encode() for key, rules in TABLES.span.items() if any(rule[1] == "app_version" for rule in rules)
+)
+
+
+def needs_python(body: bytes) -> bool:
+    """Whether the request may hold what only the Python path does (substring searches, then the
+    resources alone when a span may name its app version: under a resource's version it is moot)."""
+    if any(marker in body for marker in _FIRST_TOKEN_MARKERS):
+        return True
+    if not any(marker in body for marker in _SPAN_VERSION_MARKERS):
+        return False
+    view: Any = parse_request(body)
+    return not all(
+        "app_version" in map_resource(key_value(raw) for raw in resource_spans.resource.attributes)
+        for resource_spans in view.resource_spans
+    )
+
 
 class RequestContext:
     """What the accelerator asks Python during one request."""
@@ -136,5 +158,8 @@ def canonical_spans(request: TraceRequestLike, project_id: str, prices: Sequence
     accelerator is not built or leaves the request to the Python path. Raises Invalid as normalise does."""
     if ACCELERATOR is None:
         return None
-    spans: list[bytes] | None = ACCELERATOR.spans(body_of(request), RequestContext(project_id, prices, TABLES))
+    body = body_of(request)
+    if needs_python(body):
+        return None
+    spans: list[bytes] | None = ACCELERATOR.spans(body, RequestContext(project_id, prices, TABLES))
     return spans

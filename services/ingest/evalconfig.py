@@ -3,9 +3,12 @@ from Vane's evaluator catalogue so that its SDK works unchanged with FI_BASE_URL
 
 - check_exists: traceAI refuses to register when a config exists; Vane keeps eval tags on the
   spans' resource (the evaluator reads them there), so there is never a conflicting config.
-- get_custom_eval_by_name: a catalogue evaluator is described as a "user eval template" whose
-  required keys are the evaluator's inputs, so traceAI checks the tag's mapping against them.
-  Other names are left to traceAI's own table of its system evals.
+- get_custom_eval_by_name: every eval Vane runs is described as a "user eval template" whose
+  required keys are the mapping keys it accepts, so traceAI checks the tag's mapping against them:
+  a traceAI system eval takes traceAI's own keys (`is_json`: `text`) and its evaluator's Vane names
+  (`output`); a Vane evaluator takes its inputs. For an eval Vane cannot run, the one "allowed key"
+  is the refusal, naming what Vane runs: traceAI raises it at `EvalTag(...)`, inside `register(...)`,
+  as "Unexpected mapping field 'input' for tone. Allowed fields are: [...]".
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import msgspec
 from litestar import post
 from litestar.types import ControllerRouterHandler
 
-from services.common.catalogue import CATALOGUE
+from services.common.catalogue import CATALOGUE, TRACEAI_EVALS, offered
 
 
 class EvalByName(msgspec.Struct):
@@ -25,17 +28,21 @@ class EvalByName(msgspec.Struct):
 
 
 def describe(name: str) -> dict[str, Any]:
-    spec = CATALOGUE.get(name)
+    system = TRACEAI_EVALS.get(name)
+    spec = CATALOGUE.get(system.evaluator if system else name)
     if spec is None:
-        return {"isUserEvalTemplate": False}
+        refusal = f"none: Vane cannot run {name!r}. Vane runs {offered()}"
+        return {"isUserEvalTemplate": True, "evalTemplate": {"name": name, "config": {"requiredKeys": [refusal]}}}
+    # traceAI's keys first, then the evaluator's own input names (a key renamed away is not one of them)
+    keys = [*system.keys, *(i for i in spec.inputs if i not in system.inputs)] if system else list(spec.inputs)
     return {
         "isUserEvalTemplate": True,
         "evalTemplate": {
-            "name": spec.name,
+            "name": name,
             "version": spec.version,
             "description": spec.description,
             "outputType": spec.output,
-            "config": {"requiredKeys": list(spec.inputs)},
+            "config": {"requiredKeys": list(dict.fromkeys(keys))},
         },
     }
 

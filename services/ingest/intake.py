@@ -17,8 +17,9 @@ from prometheus_client import Counter
 from services.common.bus import Bus
 from services.common.logs import get_logger
 from services.ingest.canonical import ACCELERATOR, canonical_spans
+from services.ingest.content_join import ContentJoin
 from services.ingest.models import PriceStore
-from services.ingest.normalise import normalise
+from services.ingest.normalise import SpanGroup, normalise
 from services.ingest.pricing import BUILTIN, PriceTable, price_spans
 from services.ingest.publish import encode_records, message_limit, publish_all, request_digest, serialise_spans
 from services.ingest.wire import TraceRequestLike
@@ -34,7 +35,11 @@ def canonical_records(request: TraceRequestLike, project_id: str, prices: Sequen
     records = canonical_spans(request, project_id, prices)
     if records is not None:
         return records
-    groups = normalise(request, project_id)
+    return priced_records(normalise(request, project_id), prices)
+
+
+def priced_records(groups: list[SpanGroup], prices: Sequence[PriceTable]) -> list[bytes]:
+    """Normalised spans priced and encoded, in Python."""
     for group in groups:
         price_spans(group.spans, prices)
     return list(serialise_spans(groups))
@@ -49,17 +54,26 @@ def prepare(
 
 
 class SpanIntake:
-    def __init__(self, bus: Bus, prices: PriceStore, publish_timeout: float) -> None:
+    def __init__(self, bus: Bus, prices: PriceStore, publish_timeout: float, join: ContentJoin | None = None) -> None:
         self._bus = bus
         self._prices = prices
         self._timeout = publish_timeout
+        self._join = join
         log.info("span_path", accelerated=ACCELERATOR is not None)
 
     async def take(self, project_id: uuid.UUID, request: TraceRequestLike, body: bytes) -> int:
         """Make the request's spans durable on the span stream; return how many there were."""
         project = str(project_id)
         tables = (await self._prices.table_for(project_id), BUILTIN)
-        spans, chunks = prepare(request, project, tables, message_limit(self._bus))
+        used: list[str] = []
+        if self._join is not None and await self._join.pending(project_id):
+            # The project sends GenAI log events: its spans take their content (in Python, not C).
+            groups = normalise(request, project)
+            used = await self._join.fill(project_id, groups)
+            records = priced_records(groups, tables)
+            spans, chunks = len(records), encode_records(project, records, time.time_ns(), message_limit(self._bus))
+        else:
+            spans, chunks = prepare(request, project, tables, message_limit(self._bus))
         if not spans:
             return 0
         await publish_all(
@@ -70,6 +84,8 @@ class SpanIntake:
             self._timeout,
             compress=True,  # span batches are mostly text: a ninth of the bytes for NATS to store and deliver
         )
+        if used and self._join is not None:
+            await self._join.forget(used)
         SPANS.inc(spans)
         MESSAGES.inc(len(chunks))
         return spans

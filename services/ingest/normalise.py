@@ -48,6 +48,7 @@ class Tables:
     indexed: tuple[tuple[int, Indexed], ...]
     prefixes: tuple[str, ...]
     carried: frozenset[str]  # attributes whose text becomes the canonical input or output
+    first_token_events: frozenset[str] = frozenset()  # span events that mark the first streamed token
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def compile_tables(registry: Sequence[Convention]) -> Tables:
         for row, (key, expander) in enumerate(convention.expand.items()):
             span.setdefault(key, []).append((rank * 1000 + 500 + row, "", expander, True))
         indexed.extend((rank * 1000 + 999, rule) for rule in convention.indexed)
+    first_token_events = frozenset(name for convention in registry for name in convention.first_token_events)
     carried = frozenset(k for k, rules in span.items() if any(r[1] in ("input", "output") for r in rules))
     return Tables(
         span={k: _useful(v) for k, v in span.items()},
@@ -78,6 +80,7 @@ def compile_tables(registry: Sequence[Convention]) -> Tables:
         indexed=tuple(indexed),
         prefixes=tuple(rule.prefix for _, rule in indexed),
         carried=carried,
+        first_token_events=first_token_events,
     )
 
 
@@ -259,6 +262,8 @@ def normalise(request: TraceRequestLike, project_id: str, tables: Tables = TABLE
         if "app_version" in resource:  # the resource's version wins over a span's own
             for record in records:
                 record.pop("app_version", None)
+        else:
+            spread_trace_versions(records)
         groups.append(SpanGroup(shared, records))
     return groups
 
@@ -289,6 +294,10 @@ def canonical_fields(span: Any, index: int, attributes: Attributes) -> dict[str,
         if held is not None and held[4]:
             fragments.remove(held[4])
     internal = derive(record, start, end)
+    if "ttft_ms" not in record and attributes.tables.first_token_events:
+        first_token = first_token_ns(span, attributes.tables.first_token_events)
+        if first_token is not None and start <= first_token <= end:
+            record["ttft_ms"] = (first_token - start) / 1e6
     status = span.status
     if status.code == _STATUS_ERROR or internal.get("is_error", False):
         record["status"] = SPAN_ERROR
@@ -324,6 +333,29 @@ def derive(record: dict[str, Any], start: int, end: int) -> dict[str, Any]:
     if "kind" not in record:
         record["kind"] = "llm" if "model" in record else "span"
     return internal
+
+
+def first_token_ns(span: Any, names: frozenset[str]) -> int | None:
+    """When the span's first-token event (OpenInference's, traceAI's) happened, if it has one."""
+    for event in span.events:
+        if event.name in names:
+            return int(event.time_unix_nano)
+    return None
+
+
+def spread_trace_versions(records: list[dict[str, Any]]) -> None:
+    """A trace's app version reaches its spans that name none: Langfuse's `update_trace(version=...)`
+    sets it on one span only. The root span's version wins; without the root, the first span's that
+    has one. Only the spans of this request are seen (a trace is usually exported in one batch)."""
+    versions: dict[bytes, str] = {}
+    for record in records:
+        version = record.get("app_version")
+        if version and (not record["parent_span_id"] or record["trace_id"] not in versions):
+            versions[record["trace_id"]] = version
+    if versions:
+        for record in records:
+            if "app_version" not in record and record["trace_id"] in versions:
+                record["app_version"] = versions[record["trace_id"]]
 
 
 def _exception_message(span: Any) -> str:

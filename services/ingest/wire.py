@@ -47,7 +47,7 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
     b, s, msg = _F.TYPE_BYTES, _F.TYPE_STRING, _F.TYPE_MESSAGE
     messages = [
         _message("Status", [_field("message", 2, s), _field("code", 3, _F.TYPE_INT32)]),
-        _message("Event", [_field("name", 2, s)], with_attributes=3),
+        _message("Event", [_field("time_unix_nano", 1, _F.TYPE_FIXED64), _field("name", 2, s)], with_attributes=3),
         _message(
             "Span",
             [

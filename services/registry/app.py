@@ -24,6 +24,7 @@ from services.registry.changes import ChangeFeed, Watchers
 from services.registry.grpc_api import PromptServicer, build_server
 from services.registry.http_api import PromptController
 from services.registry.keys import Callers
+from services.registry.langfuse_api import LangfusePromptController
 from services.registry.registry import PromptRegistry
 from services.registry.rollout_worker import RolloutWorker
 from services.registry.rollouts_api import RolloutController
@@ -66,7 +67,7 @@ async def build(resources: Resources) -> Sequence[Component]:
 
     app = build_http_app(
         resources,
-        [PromptController, RolloutController, *project_routes()],
+        [PromptController, RolloutController, LangfusePromptController, *project_routes()],
         title="Vane prompt registry",
         dependencies={
             "project_id": Provide(project_id),

@@ -273,10 +273,11 @@ async def test_traceai_register_runs_unchanged_against_vane(
         "experiment",
     )
     assert json.loads(span.eval_tags_json)[0]["eval_name"] == "is_json"
-    unknown = await asyncio.to_thread(
+    system = await asyncio.to_thread(
         httpx.post,
         f"{ingest.url}/tracer/custom-eval-config/get_custom_eval_by_name/",
         json={"eval_template_name": "toxicity"},
         headers={"X-Api-Key": project.keys.public_key, "X-Secret-Key": project.keys.secret_key},
     )
-    assert unknown.json()["result"] == {"isUserEvalTemplate": False}
+    # A traceAI system eval Vane runs takes traceAI's own mapping keys (toxicity: input).
+    assert system.json()["result"]["evalTemplate"]["config"]["requiredKeys"][0] == "input"

@@ -8,6 +8,8 @@ many tests at once: `{url}/<behaviour>/v1` is the base URL a judge config names,
   500           500
   timeout       answers after 30 s (longer than any test's client timeout)
   flaky-N-key   the first N requests for `key` answer 500, the rest like ok
+  chat          an assistant's reply with `usage` tokens, streamed as server-sent events when the
+                request asks (`stream`, with a last usage chunk under `stream_options.include_usage`)
 and every answer waits `latency` seconds first (200 ms in the benchmark).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections import Counter
 from typing import Any
@@ -24,6 +27,7 @@ class ChatCompletionsServer:
     def __init__(self, latency: float = 0.0, score: float = 0.75) -> None:
         self.latency = latency
         self.score = score
+        self.usage = (120, 30)  # (prompt, completion) tokens of every answer
         self.requests: Counter[str] = Counter()  # by behaviour path segment
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
@@ -83,7 +87,8 @@ class ChatCompletionsServer:
                         length = int(value.strip())
                 body = await reader.readexactly(length) if length else b""
                 status, headers, payload = await self._answer(path, body)
-                head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                content_type = headers.pop("Content-Type", "application/json")
+                head = f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
                 head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
                 writer.write(head.encode() + b"\r\n" + payload)
                 await writer.drain()
@@ -111,22 +116,53 @@ class ChatCompletionsServer:
                 return 500, {}, b'{"error": {"message": "The server had an error", "type": "server_error"}}'
             if behaviour == "timeout":
                 await asyncio.sleep(30)
+            if behaviour == "chat":
+                return self._chat(request)
             content = (
                 "I think this answer is pretty good overall!"
                 if behaviour == "nonjson"
                 else json.dumps({"score": self.score, "explanation": "judged by the test server"})
             )
-            return 200, {}, json.dumps(_completion(request.get("model", "test-judge"), content)).encode()
+            return 200, {}, json.dumps(_completion(request.get("model", "test-judge"), content, self.usage)).encode()
         finally:
             self.in_flight -= 1
 
+    def _chat(self, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        model = request.get("model", "gpt-4o")
+        if not request.get("stream"):
+            return 200, {}, json.dumps(_completion(model, REPLY, self.usage)).encode()
+        chunks = [_chunk(model, {"role": "assistant", "content": ""})]
+        chunks += [_chunk(model, {"content": word}) for word in re.findall(r"\S+\s*", REPLY)]
+        chunks.append(_chunk(model, {}, "stop"))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**_chunk(model, {}), "choices": [], "usage": _usage(self.usage)})
+        events = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"
+        return 200, {"Content-Type": "text/event-stream"}, events.encode()
 
-def _completion(model: str, content: str) -> dict[str, Any]:
+
+REPLY = "Hello! How can I help you today?"
+
+
+def _usage(usage: tuple[int, int]) -> dict[str, int]:
+    return {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+
+
+def _chunk(model: str, delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def _completion(model: str, content: str, usage: tuple[int, int] = (120, 30)) -> dict[str, Any]:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "created": 0,
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
+        "usage": _usage(usage),
     }

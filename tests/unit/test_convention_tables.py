@@ -256,7 +256,16 @@ def test_every_attribute_is_kept_for_evaluator_mappings() -> None:
 
 
 def test_every_table_maps_into_canonical_fields_only() -> None:
-    assert [c.name for c in REGISTRY] == ["langfuse", "abv", "traceai", "openinference", "traceloop", "genai"]
+    assert [c.name for c in REGISTRY] == [
+        "langfuse",
+        "abv",
+        "traceai",
+        "openinference",
+        "traceloop",
+        "genai",
+        "traceai-parameters",
+        "openinference-parameters",
+    ]
     assert TABLES.span and TABLES.resource
 
 

@@ -163,3 +163,24 @@ def test_span_view_reads_the_canonical_span_and_tolerates_bad_json() -> None:
     )
     view = from_proto(proto)
     assert view.kind == "llm" and view.attributes == {} and view.eval_tags == [TRACEAI_TAG]
+
+
+@pytest.mark.parametrize(
+    ("eval_name", "output", "passed"),
+    [
+        ("one_line", "Paris.", True),
+        ("one_line", "Paris.\nLyon.", False),
+        ("is_email", "ada@example.org", True),
+        ("is_email", "write to ada", False),
+        ("contains_valid_link", "see https://example.org/docs", True),
+        ("contains_valid_link", "see the docs", False),
+        ("is_json", '{"a": 1}', True),
+    ],
+)
+def test_traceai_text_checks_run_with_traceai_mapping_keys(eval_name: str, output: str, passed: bool) -> None:
+    from services.evaluator.rules import RULES
+
+    tag = {"eval_name": eval_name, "value": "LLM", "mapping": {"text": "output.value"}, "custom_eval_name": "mine"}
+    (planned,) = plan(span(attributes={"output.value": output}, eval_tags=[tag]), [])
+    assert planned.name == "mine" and planned.inputs["output"] == output
+    assert RULES[planned.spec.name](planned.inputs, planned.config).value == (1.0 if passed else 0.0)

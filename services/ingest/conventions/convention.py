@@ -65,6 +65,8 @@ class Convention:
     resource: Mapping[str, tuple[str, Converter]] = field(default_factory=dict)
     expand: Mapping[str, Expander] = field(default_factory=dict)
     indexed: tuple[Indexed, ...] = ()
+    # Span events whose time marks the first streamed token (time to first token = it - span start).
+    first_token_events: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = {f for f, _ in self.span.values()} - SPAN_FIELDS
@@ -169,6 +171,17 @@ def json_object(value: Any) -> dict[str, Any] | None:
             return None
         return parsed if isinstance(parsed, dict) else None
     return None
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, as the other converters are
+class Member:
+    """A converter reading one member of a JSON object (`{"model": "gpt-4o", "stream": true}` → "gpt-4o")."""
+
+    key: str
+
+    def __call__(self, value: Any) -> str | None:
+        found = json_object(value)
+        return text(found.get(self.key)) if found is not None else None
 
 
 def is_error_level(value: Any) -> bool | None:

@@ -78,14 +78,17 @@ def _convention(vendor: str) -> Convention:
         o + "completion_start_time": ("completion_start_ns", timestamp_ns),
         o + "level": ("is_error", is_error_level),
         o + "status_message": ("error_message", text),
-        f"{vendor}.version": ("app_version", text),
+        f"{vendor}.version": ("app_version", text),  # an observation's or its trace's version
+        f"{vendor}.release": ("app_version", text),  # a trace's release (update_trace(release=...))
         f"{vendor}.session.id": ("session_id", text),
         f"{vendor}.user.id": ("user_id", text),
         "session.id": ("session_id", text),
         "user.id": ("user_id", text),
     }
     expand: dict[str, Expander] = {o + "usage_details": usage_details, o + "cost_details": cost_details}
-    return Convention(name=vendor, span=span, expand=expand)
+    # The SDK puts LANGFUSE_RELEASE (or `Langfuse(release=...)`) on the resource.
+    resource: dict[str, tuple[str, Converter]] = {f"{vendor}.release": ("app_version", text)}
+    return Convention(name=vendor, span=span, resource=resource, expand=expand)
 
 
 LANGFUSE = _convention("langfuse")

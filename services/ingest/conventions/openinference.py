@@ -8,6 +8,7 @@ from services.ingest.conventions.convention import (
     UPPER_KINDS,
     Convention,
     Indexed,
+    Member,
     amount,
     count,
     lowered,
@@ -41,4 +42,11 @@ OPENINFERENCE = Convention(
             "llm.output_messages.", re.compile(r"^llm\.output_messages\.(\d+)\.message\.(role|content)$"), "output"
         ),
     ),
+    first_token_events=("First Token Stream Event",),
+)
+
+# The request's parameters as JSON (`{"model": "gpt-4o", ...}`): a model only when no attribute names one.
+OPENINFERENCE_PARAMETERS = Convention(
+    name="openinference-parameters",
+    span={"llm.invocation_parameters": ("model", Member("model"))},
 )

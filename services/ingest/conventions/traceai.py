@@ -3,7 +3,16 @@ span `gen_ai.span.kind`, `gen_ai.prompt.template.*`, `gen_ai.cost.*` and its `ge
 
 from __future__ import annotations
 
-from services.ingest.conventions.convention import UPPER_KINDS, Convention, amount, count, lowered, text, version
+from services.ingest.conventions.convention import (
+    UPPER_KINDS,
+    Convention,
+    Member,
+    amount,
+    count,
+    lowered,
+    text,
+    version,
+)
 
 TRACEAI = Convention(
     name="traceai",
@@ -33,4 +42,12 @@ TRACEAI = Convention(
         "user.id": ("user_id", text),
         "error.message": ("error_message", text),
     },
+    first_token_events=("First Token Stream Event",),
+)
+
+# traceAI's streaming spans name the model only among the request's parameters
+# (`{"model": "gpt-4o", "stream": true}`): the last resort, after every convention's own model.
+TRACEAI_PARAMETERS = Convention(
+    name="traceai-parameters",
+    span={"gen_ai.request.parameters": ("model", Member("model"))},
 )
