@@ -90,6 +90,7 @@ cli.add_command(importlib.import_module("services.cli.evals").eval_command)
 cli.add_command(importlib.import_module("services.cli.deciding").compare_command)
 cli.add_command(importlib.import_module("services.cli.deciding").winner_command)
 cli.add_command(importlib.import_module("services.cli.experiments").experiments)
+cli.add_command(importlib.import_module("services.cli.keys").keys)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_nam
 
 def trace_service(intake: SpanIntake, auth: Authenticator) -> grpc.GenericRpcHandler:
     async def export(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
-        project_id = await project_from_context(context, auth)
+        project_id = await project_from_context(context, auth, f"/{SERVICE}/Export")
         failure: tuple[grpc.StatusCode, str] | None = None
         try:
             await intake.take(project_id, decode_protobuf(body), body)

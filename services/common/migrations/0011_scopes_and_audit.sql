@@ -1,0 +1,21 @@
+-- Scoped keys: a key holds some of ingest, read, write, admin. Keys made before scopes existed
+-- (and the VANE_INIT_* key, which start-up creates with the column's default) hold all four.
+ALTER TABLE api_keys
+    ADD COLUMN name text NOT NULL DEFAULT '',
+    ADD COLUMN scopes text[] NOT NULL DEFAULT '{ingest,read,write,admin}',
+    ADD CONSTRAINT api_keys_scopes_known CHECK (
+        cardinality(scopes) > 0 AND scopes <@ '{ingest,read,write,admin}'::text[]
+    );
+UPDATE api_keys SET name = note WHERE name = '';
+
+-- The audit log: who (which public key) did what to which thing of a project, and when.
+CREATE TABLE audit_log (
+    id bigserial PRIMARY KEY,
+    project_id uuid NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    at timestamptz NOT NULL DEFAULT now(),
+    actor text NOT NULL,
+    action text NOT NULL,
+    target text NOT NULL DEFAULT '',
+    details jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX audit_log_project ON audit_log (project_id, id DESC);
