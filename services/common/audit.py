@@ -25,10 +25,7 @@ KEY_CREATED = "key.created"
 KEY_REVOKED = "key.revoked"
 PROMPT_CREATED = "prompt.version_created"
 PROMPT_DELETED = "prompt.version_deleted"
-LABELS_MOVED = "prompt.labels_moved"
-SPLIT_SET = "prompt.label_split_set"
-LABEL_REMOVED = "prompt.label_removed"
-LABEL_ROLLED_BACK = "prompt.label_rolled_back"
+LABELS_MOVED = "prompt.label_moved"  # a move, a split, a removal or a rollback: details hold from and to
 
 
 @dataclass(frozen=True)
