@@ -16,6 +16,7 @@ from services.ingest.intake import SpanIntake
 from services.ingest.models import PriceStore, model_routes
 from services.ingest.otlp_grpc import trace_service
 from services.ingest.otlp_http import otlp_routes
+from services.ingest.redact import RedactionStore, redaction_routes
 from services.ingest.scores import ScoreConfigStore, score_routes
 from services.ingest.workers import SharedPortHttpServer, WorkerProcesses, worker_index
 
@@ -28,12 +29,14 @@ async def build(resources: Resources) -> Sequence[Component]:
     assert resources.pool is not None and resources.bus is not None and resources.auth is not None
     timeout = settings.ingest_publish_timeout_seconds
     prices = PriceStore(resources.pool)
-    intake = SpanIntake(resources.bus, prices, timeout)
+    redaction = RedactionStore(resources.pool)
+    intake = SpanIntake(resources.bus, prices, timeout, redaction)
     routes = [
         *otlp_routes(intake, settings.max_body_bytes),
         *score_routes(resources.bus, ScoreConfigStore(resources.pool), timeout),
         *model_routes(prices),
         *eval_config_routes(),
+        *redaction_routes(redaction),
         *project_routes(),
     ]
     app = build_http_app(resources, routes, title="Vane ingest", max_body_bytes=settings.max_body_bytes)

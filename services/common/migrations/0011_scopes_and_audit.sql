@@ -19,3 +19,11 @@ CREATE TABLE audit_log (
     details jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX audit_log_project ON audit_log (project_id, id DESC);
+
+-- PII redaction at ingest: a project's built-in detectors and its own RE2 patterns ({name, regex}).
+CREATE TABLE redaction_rules (
+    project_id uuid PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
+    detectors text[] NOT NULL DEFAULT '{}',
+    patterns jsonb NOT NULL DEFAULT '[]'::jsonb,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
