@@ -91,6 +91,7 @@ cli.add_command(importlib.import_module("services.cli.deciding").compare_command
 cli.add_command(importlib.import_module("services.cli.deciding").winner_command)
 cli.add_command(importlib.import_module("services.cli.experiments").experiments)
 cli.add_command(importlib.import_module("services.cli.keys").keys)
+cli.add_command(importlib.import_module("services.cli.quotas").quotas)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from services.common.auth import Principal
-from services.common.errors import NotFound, Unavailable, VaneError
+from services.common.errors import NotFound, VaneError
 from services.common.health import health_routes
 from services.common.logs import get_logger
 from services.common.scopes import http_scope, require
@@ -54,7 +54,8 @@ def _error_response(
 
 def _vane_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     assert isinstance(exc, VaneError)
-    headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, Unavailable) else None
+    retry_after = getattr(exc, "retry_after_seconds", None)  # Unavailable (503) and RateLimited (429)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return _error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 

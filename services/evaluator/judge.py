@@ -14,6 +14,7 @@ import os
 import random
 import re
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 
 from services.common.outbound import OutboundPolicy, OutboundRefused
+from services.common.quotas import Quotas
 from services.evaluator import metrics
 from services.evaluator.config import JudgeDefaults
 from services.evaluator.outcomes import EvaluationFailed, JudgeUnavailable, Outcome
@@ -103,8 +105,11 @@ class _Transient(Exception):
 class Judge:
     """One process's judge client: shared connections, one semaphore, one rate limiter per project."""
 
-    def __init__(self, defaults: JudgeDefaults, policy: OutboundPolicy | None = None) -> None:
+    def __init__(
+        self, defaults: JudgeDefaults, policy: OutboundPolicy | None = None, quotas: Quotas | None = None
+    ) -> None:
         self.defaults = defaults
+        self.quotas = quotas  # judge calls per second per project, counted across every replica
         self.policy = policy or OutboundPolicy.from_env()  # where a rule's base_url may point
         self._slots = asyncio.Semaphore(defaults.concurrency)
         self._limiters: dict[str, AsyncLimiter] = {}
@@ -139,6 +144,8 @@ class Judge:
         reason = ""
         for attempt in range(1, attempts + 1):
             try:
+                if self.quotas is not None and not await self.quotas.wait_for_judge_call(uuid.UUID(project_id)):
+                    raise JudgeUnavailable("the project's judge calls are over their quota", attempt - 1)
                 await self._limiter(project_id).acquire()
                 answer = await self._call(endpoint, body)
                 return self._outcome(endpoint, answer, attempt)

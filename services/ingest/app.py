@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import grpc
 
 from services.common.http import build_http_app, project_routes
+from services.common.quotas import Counters, Quotas
 from services.common.runtime import Component, GrpcServer, HttpServer, Needs, Resources, run_service
 from services.ingest.evalconfig import eval_config_routes
 from services.ingest.intake import SpanIntake
@@ -21,7 +22,7 @@ from services.ingest.scores import ScoreConfigStore, score_routes
 from services.ingest.workers import SharedPortHttpServer, WorkerProcesses, worker_index
 
 NAME = "ingest"
-NEEDS = Needs(postgres=True, nats=True)
+NEEDS = Needs(postgres=True, nats=True, redis=True, redis_required=False)  # Redis: quotas shared by replicas
 
 
 async def build(resources: Resources) -> Sequence[Component]:
@@ -30,7 +31,8 @@ async def build(resources: Resources) -> Sequence[Component]:
     timeout = settings.ingest_publish_timeout_seconds
     prices = PriceStore(resources.pool)
     redaction = RedactionStore(resources.pool)
-    intake = SpanIntake(resources.bus, prices, timeout, redaction)
+    quotas = Quotas(resources.pool, Counters(resources.redis, settings.namespace))
+    intake = SpanIntake(resources.bus, prices, timeout, redaction, quotas)
     routes = [
         *otlp_routes(intake, settings.max_body_bytes),
         *score_routes(resources.bus, ScoreConfigStore(resources.pool), timeout),

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from services.common.bus import Bus
 from services.common.logs import get_logger
+from services.common.quotas import Quotas
 from services.common.redaction import Redactor
 from services.ingest.canonical import ACCELERATOR, canonical_spans
 from services.ingest.models import PriceStore
@@ -59,11 +60,17 @@ def prepare(
 
 class SpanIntake:
     def __init__(
-        self, bus: Bus, prices: PriceStore, publish_timeout: float, redaction: RedactionStore | None = None
+        self,
+        bus: Bus,
+        prices: PriceStore,
+        publish_timeout: float,
+        redaction: RedactionStore | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._bus = bus
         self._prices = prices
         self._redaction = redaction
+        self._quotas = quotas
         self._timeout = publish_timeout
         log.info("span_path", accelerated=ACCELERATOR is not None)
 
@@ -75,6 +82,8 @@ class SpanIntake:
         spans, chunks = prepare(request, project, tables, message_limit(self._bus), redactor)
         if not spans:
             return 0
+        if self._quotas is not None:
+            await self._quotas.take_spans(project_id, spans, len(body))
         await publish_all(
             self._bus,
             self._bus.topology.spans_subject,

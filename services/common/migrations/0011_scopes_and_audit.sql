@@ -27,3 +27,11 @@ CREATE TABLE redaction_rules (
     patterns jsonb NOT NULL DEFAULT '[]'::jsonb,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Quotas an operator sets per project (`vane quotas set`); NULL: the environment's default, 0: unlimited.
+CREATE TABLE project_quotas (
+    project_id uuid PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
+    spans_per_second integer CHECK (spans_per_second >= 0),
+    bytes_per_day bigint CHECK (bytes_per_day >= 0),
+    judge_calls_per_second integer CHECK (judge_calls_per_second >= 0)
+);
