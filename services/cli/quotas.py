@@ -43,7 +43,7 @@ def _run(work: Any) -> None:
 
 @click.group("quotas")
 def quotas() -> None:
-    """Per-project quotas (0 is unlimited; `default` follows VANE_QUOTA_*)."""
+    """Per-project quotas (0 is unlimited; `default` follows the environment's defaults)."""
 
 
 @quotas.command("set")
