@@ -93,6 +93,8 @@ cli.add_command(importlib.import_module("services.cli.experiments").experiments)
 cli.add_command(importlib.import_module("services.cli.datasets").datasets)
 cli.add_command(importlib.import_module("services.cli.rollouts").rollouts)
 cli.add_command(importlib.import_module("services.cli.alerts").alerts)
+cli.add_command(importlib.import_module("services.cli.keys").keys)
+cli.add_command(importlib.import_module("services.cli.quotas").quotas)
 
 
 def main() -> None:

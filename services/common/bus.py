@@ -91,6 +91,11 @@ class Topology:
     def prompt_changes_subject(self) -> str:
         return f"{self.namespace}.prompts.changed"
 
+    # Core NATS (not persisted): a key was revoked, so every replica drops its cached key lookups.
+    @property
+    def keys_revoked_subject(self) -> str:
+        return f"{self.namespace}.keys.revoked"
+
     # Durable pull consumers: replicas of one service share a consumer and split its messages.
     AGGREGATOR_SPANS = "aggregator-spans"
     AGGREGATOR_SCORES = "aggregator-scores"

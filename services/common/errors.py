@@ -31,6 +31,13 @@ class Unauthenticated(VaneError):
     code = "unauthenticated"
 
 
+class Forbidden(VaneError):
+    """The key is valid but lacks the scope the call needs."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(VaneError):
     status = 404
     code = "not_found"

@@ -1,26 +1,33 @@
-"""The HTTP edge every service shares: a Litestar app with health routes, the caller's project
-from its key, one error shape ({"error": {code, message, details}}), and OpenAPI at /schema."""
+"""The HTTP edge every service shares: a Litestar app with health routes, the caller's key checked
+for the scope its route needs (one guard on every route, scopes.py decides the scope), the caller's
+project from its key, one error shape ({"error": {code, message, details}}), and OpenAPI at /schema."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Request, Response, get
+from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
-from services.common.errors import NotFound, Unavailable, VaneError
+from services.common.auth import Principal
+from services.common.errors import NotFound, VaneError
 from services.common.health import health_routes
 from services.common.logs import get_logger
+from services.common.scopes import http_scope, require
 
 if TYPE_CHECKING:
     from services.common.runtime import Resources
 
 log = get_logger(component="http")
+
+Authenticate = Callable[[Mapping[str, str]], Awaitable[Principal]]
 
 _STATUS_CODES = {
     400: "invalid",
@@ -47,7 +54,8 @@ def _error_response(
 
 def _vane_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     assert isinstance(exc, VaneError)
-    headers = {"Retry-After": str(exc.retry_after_seconds)} if isinstance(exc, Unavailable) else None
+    retry_after = getattr(exc, "retry_after_seconds", None)  # Unavailable (503) and RateLimited (429)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return _error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 
@@ -88,6 +96,23 @@ async def _project_body(request: Request[Any, Any, Any], project_id: uuid.UUID) 
     return {"id": str(row["id"]), "name": row["name"], "created_at": row["created_at"].isoformat()}
 
 
+def scope_guard(authenticate: Authenticate) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Any]:
+    """The guard on every route: open routes pass; others need a key holding the route's scope.
+
+    The principal is kept on the connection, so the handler's `project_id` costs no second lookup.
+    """
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        needed = http_scope(str(connection.scope.get("method", "GET")), connection.url.path)
+        if needed is None:
+            return
+        principal = await authenticate(connection.headers)
+        require(principal.scopes, needed)
+        connection.state.principal = principal
+
+    return guard
+
+
 def build_http_app(
     resources: Resources,
     route_handlers: Sequence[ControllerRouterHandler],
@@ -95,15 +120,36 @@ def build_http_app(
     title: str,
     dependencies: dict[str, Provide] | None = None,
     max_body_bytes: int | None = None,
+    authenticate: Authenticate | None = None,
 ) -> Litestar:
-    async def provide_project_id(request: Request[Any, Any, Any]) -> uuid.UUID:
+    """A service's HTTP app; `authenticate` replaces the shared key lookup (the registry's falls back
+    to Redis while Postgres is down)."""
+
+    async def lookup(headers: Mapping[str, str]) -> Principal:
         if resources.auth is None:
             raise VaneError("this service has no key store")
-        return await resources.auth.project_for(request.headers)
+        return await resources.auth.principal_for(headers)
+
+    authenticate = authenticate or lookup
+
+    async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+        known = getattr(request.state, "principal", None)
+        if isinstance(known, Principal):
+            return known
+        assert authenticate is not None
+        return await authenticate(request.headers)
+
+    async def provide_project_id(request: Request[Any, Any, Any]) -> uuid.UUID:
+        return (await provide_principal(request)).project_id
 
     app = Litestar(
         route_handlers=[*health_routes(resources.readiness), *route_handlers],
-        dependencies={"project_id": Provide(provide_project_id), **(dependencies or {})},
+        guards=[scope_guard(authenticate)],
+        dependencies={
+            "project_id": Provide(provide_project_id),
+            "principal": Provide(provide_principal),
+            **(dependencies or {}),
+        },
         exception_handlers={VaneError: _vane_error, HTTPException: _http_error, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title=title, version="0.1.0", path="/schema"),
         request_max_body_size=max_body_bytes or 10_000_000,

@@ -190,6 +190,8 @@ async def _connect(service: str, settings: Settings, needs: Needs, stopping: asy
     if needs.nats:
         bus = await connect_bus(settings, service)
         resources.bus = bus
+        if resources.auth is not None:
+            await resources.auth.follow_revocations(bus)
 
         async def check_nats() -> None:
             if not bus.connected:

@@ -12,6 +12,7 @@ import msgspec
 from litestar import Response, delete, get, patch, post
 from litestar.types import ControllerRouterHandler
 
+from services.common import outbound
 from services.common.catalogue import CATALOGUE
 from services.common.errors import Invalid
 from services.evaluator import project_rules, records
@@ -42,6 +43,12 @@ def catalogue_body() -> dict[str, Any]:
     return {"evaluators": evaluators, "rubrics": sorted(RUBRICS)}
 
 
+async def _check_judge_url(config: object) -> None:
+    """A judge base_url that points inside (metadata, link-local, private when refused) is a 400."""
+    if isinstance(config, dict) and config.get("base_url"):
+        await outbound.check_urls([str(config["base_url"])])
+
+
 def evaluator_routes(pool: asyncpg.Pool, rules: RuleCache) -> list[ControllerRouterHandler]:
     @get("/api/v1/evaluators/catalogue", sync_to_thread=False)
     def catalogue(project_id: uuid.UUID) -> dict[str, Any]:
@@ -56,6 +63,7 @@ def evaluator_routes(pool: asyncpg.Pool, rules: RuleCache) -> list[ControllerRou
     @post("/api/v1/evaluators")
     async def create_rule(project_id: uuid.UUID, data: RuleCreate) -> dict[str, Any]:
         """Create a rule: from now on, matching spans are scored (at the sampling rate)."""
+        await _check_judge_url(data.config)
         row = await project_rules.create(pool, project_id, msgspec.structs.asdict(data))
         rules.forget(str(project_id))
         return project_rules.as_json(row)
@@ -70,6 +78,7 @@ def evaluator_routes(pool: asyncpg.Pool, rules: RuleCache) -> list[ControllerRou
         unknown = set(data) - _RULE_FIELDS
         if unknown:
             raise Invalid(f"unknown fields {sorted(unknown)}", {"allowed": sorted(_RULE_FIELDS)})
+        await _check_judge_url(data.get("config"))
         row = await project_rules.update(pool, project_id, rule_id, data)
         rules.forget(str(project_id))
         return project_rules.as_json(row)

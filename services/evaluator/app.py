@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Sequence
 
 from services.common.http import build_http_app, project_routes
+from services.common.quotas import Counters, Quotas
 from services.common.runtime import Component, HttpServer, Needs, Resources, Worker, run_service
 from services.evaluator.api import evaluator_routes
 from services.evaluator.config import EvaluatorConfig
@@ -20,7 +21,7 @@ from services.evaluator.judge import Judge
 from services.evaluator.project_rules import RuleCache
 
 NAME = "evaluator"
-NEEDS = Needs(postgres=True, nats=True)
+NEEDS = Needs(postgres=True, nats=True, redis=True, redis_required=False)  # Redis: judge quotas across replicas
 
 
 async def build(resources: Resources) -> Sequence[Component]:
@@ -28,7 +29,8 @@ async def build(resources: Resources) -> Sequence[Component]:
     assert resources.pool is not None and resources.bus is not None
     config = EvaluatorConfig.from_env()
     rules = RuleCache(resources.pool, config.rules_ttl_seconds)
-    evaluators = Evaluators(Judge(config.judge), EmbeddingBatcher())
+    quotas = Quotas(resources.pool, Counters(resources.redis, settings.namespace))
+    evaluators = Evaluators(Judge(config.judge, quotas=quotas), EmbeddingBatcher())
     consumer = SpanConsumer(resources.bus, resources.pool, evaluators, rules, config)
 
     async def consume(stopping: asyncio.Event) -> None:

@@ -14,6 +14,7 @@ import os
 import random
 import re
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import aiohttp
 from aiolimiter import AsyncLimiter
 
+from services.common.outbound import OutboundPolicy, OutboundRefused
+from services.common.quotas import Quotas
 from services.evaluator import metrics
 from services.evaluator.config import JudgeDefaults
 from services.evaluator.outcomes import EvaluationFailed, JudgeUnavailable, Outcome
@@ -59,10 +62,13 @@ def endpoint_for(config: Mapping[str, Any], defaults: JudgeDefaults) -> Endpoint
     listed = next(((i, o) for pattern, i, o in PRICES if pattern.search(model)), (None, None))
     input_price = config.get("input_price_per_mtok", defaults.input_price_per_mtok)
     output_price = config.get("output_price_per_mtok", defaults.output_price_per_mtok)
+    base_url = str(config.get("base_url") or defaults.base_url).rstrip("/")
+    # The operator's judge key goes only to the operator's judge, never to a URL a rule names.
+    own_judge = base_url == defaults.base_url.rstrip("/")
     return Endpoint(
-        url=str(config.get("base_url") or defaults.base_url).rstrip("/") + "/chat/completions",
+        url=base_url + "/chat/completions",
         model=model,
-        api_key=key or defaults.api_key,
+        api_key=key or (defaults.api_key if own_judge else ""),
         timeout_seconds=float(config.get("timeout_seconds", defaults.timeout_seconds)),
         input_price=float(input_price) if input_price is not None else listed[0],
         output_price=float(output_price) if output_price is not None else listed[1],
@@ -99,8 +105,12 @@ class _Transient(Exception):
 class Judge:
     """One process's judge client: shared connections, one semaphore, one rate limiter per project."""
 
-    def __init__(self, defaults: JudgeDefaults) -> None:
+    def __init__(
+        self, defaults: JudgeDefaults, policy: OutboundPolicy | None = None, quotas: Quotas | None = None
+    ) -> None:
         self.defaults = defaults
+        self.quotas = quotas  # judge calls per second per project, counted across every replica
+        self.policy = policy or OutboundPolicy.from_env()  # where a rule's base_url may point
         self._slots = asyncio.Semaphore(defaults.concurrency)
         self._limiters: dict[str, AsyncLimiter] = {}
         self._session: aiohttp.ClientSession | None = None  # made in the running loop, on first use
@@ -112,7 +122,9 @@ class Judge:
     def _client(self) -> aiohttp.ClientSession:
         # aiohttp, not httpx: httpx's pool collapses to tens of calls/s with hundreds in flight.
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.defaults.concurrency, limit_per_host=0)
+            connector = aiohttp.TCPConnector(
+                limit=self.defaults.concurrency, limit_per_host=0, resolver=self.policy.aiohttp_resolver()
+            )
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
@@ -132,6 +144,8 @@ class Judge:
         reason = ""
         for attempt in range(1, attempts + 1):
             try:
+                if self.quotas is not None and not await self.quotas.wait_for_judge_call(uuid.UUID(project_id)):
+                    raise JudgeUnavailable("the project's judge calls are over their quota", attempt - 1)
                 await self._limiter(project_id).acquire()
                 answer = await self._call(endpoint, body)
                 return self._outcome(endpoint, answer, attempt)
@@ -158,14 +172,25 @@ class Judge:
 
     async def _call(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+        try:
+            self.policy.split(endpoint.url)  # IP literals and metadata names; names are checked as they resolve
+        except OutboundRefused as exc:
+            metrics.JUDGE_CALLS.labels(result="refused").inc()
+            raise EvaluationFailed(exc.message) from None
         async with self._slots:
             metrics.JUDGE_IN_FLIGHT.inc()
             started = time.perf_counter()
             try:
                 timeout = aiohttp.ClientTimeout(total=endpoint.timeout_seconds)
-                async with self._client().post(endpoint.url, json=body, headers=headers, timeout=timeout) as response:
+                async with self._client().post(
+                    endpoint.url, json=body, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response:
                     status, text = response.status, await response.text()
                     retry_after = response.headers.get("retry-after")
+                    location = response.headers.get("location", "")
+            except OutboundRefused as exc:
+                metrics.JUDGE_CALLS.labels(result="refused").inc()
+                raise EvaluationFailed(exc.message) from None
             except TimeoutError:
                 raise _Transient(f"timed out after {endpoint.timeout_seconds:g}s") from None
             except aiohttp.ClientError as exc:
@@ -173,6 +198,9 @@ class Judge:
             finally:
                 metrics.JUDGE_IN_FLIGHT.dec()
                 metrics.JUDGE_SECONDS.observe(time.perf_counter() - started)
+        if 300 <= status < 400:
+            metrics.JUDGE_CALLS.labels(result="refused").inc()
+            raise EvaluationFailed(f"the judge answered HTTP {status} to {location!r}: redirects are not followed")
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}: {text[:200]}", retry_after_seconds(retry_after))
         if status >= 400:

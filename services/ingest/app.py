@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import grpc
 
 from services.common.http import build_http_app, project_routes
+from services.common.quotas import Counters, Quotas
 from services.common.runtime import Component, GrpcServer, HttpServer, Needs, Resources, run_service
 from services.ingest.content_join import ContentJoin
 from services.ingest.evalconfig import eval_config_routes
@@ -21,11 +22,12 @@ from services.ingest.models import PriceStore, model_routes
 from services.ingest.otlp_grpc import trace_service
 from services.ingest.otlp_http import otlp_routes
 from services.ingest.otlp_logs import otlp_log_routes
+from services.ingest.redact import RedactionStore, redaction_routes
 from services.ingest.scores import ScoreConfigStore, score_routes
 from services.ingest.workers import SharedPortHttpServer, WorkerProcesses, worker_index
 
 NAME = "ingest"
-# Redis only holds GenAI log events until their spans come: spans flow without it.
+# Redis holds GenAI log events until their spans come, and quotas shared by replicas: spans flow without it.
 NEEDS = Needs(postgres=True, nats=True, redis=True, redis_required=False)
 
 
@@ -35,7 +37,9 @@ async def build(resources: Resources) -> Sequence[Component]:
     timeout = settings.ingest_publish_timeout_seconds
     prices = PriceStore(resources.pool)
     join = ContentJoin(resources.redis, settings.namespace)
-    intake = SpanIntake(resources.bus, prices, timeout, join)
+    redaction = RedactionStore(resources.pool)
+    quotas = Quotas(resources.pool, Counters(resources.redis, settings.namespace))
+    intake = SpanIntake(resources.bus, prices, timeout, join, redaction, quotas)
     score_configs = ScoreConfigStore(resources.pool)
     routes = [
         *otlp_routes(intake, settings.max_body_bytes),
@@ -44,6 +48,7 @@ async def build(resources: Resources) -> Sequence[Component]:
         *langfuse_routes(resources.bus, score_configs, timeout),
         *model_routes(prices),
         *eval_config_routes(),
+        *redaction_routes(redaction),
         *project_routes(),
     ]
     app = build_http_app(resources, routes, title="Vane ingest", max_body_bytes=settings.max_body_bytes)

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from services.common.auth import Authenticator
 from services.common.errors import Invalid, TooLarge, Unavailable
 from services.common.grpc_auth import project_from_context
+from services.common.quotas import RateLimited
 from services.ingest.decode import decode_protobuf
 from services.ingest.intake import SpanIntake
 
@@ -25,7 +26,7 @@ SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_nam
 
 def trace_service(intake: SpanIntake, auth: Authenticator) -> grpc.GenericRpcHandler:
     async def export(body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
-        project_id = await project_from_context(context, auth)
+        project_id = await project_from_context(context, auth, f"/{SERVICE}/Export")
         failure: tuple[grpc.StatusCode, str] | None = None
         try:
             await intake.take(project_id, decode_protobuf(body), body)
@@ -33,11 +34,12 @@ def trace_service(intake: SpanIntake, auth: Authenticator) -> grpc.GenericRpcHan
             failure = (grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         except TooLarge as exc:
             failure = (grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
-        except Unavailable as exc:
+        except (Unavailable, RateLimited) as exc:
             # The OTLP exporters read RetryInfo to know how long to wait before retrying.
             retry = RetryInfo(retry_delay=Duration(seconds=exc.retry_after_seconds))
             context.set_trailing_metadata((("google.rpc.retryinfo-bin", retry.SerializeToString()),))
-            failure = (grpc.StatusCode.UNAVAILABLE, exc.message)
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED if isinstance(exc, RateLimited) else grpc.StatusCode.UNAVAILABLE
+            failure = (code, exc.message)
         if failure is not None:
             await context.abort(*failure)
         return ExportTraceServiceResponse()

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from litestar import Request
 from litestar.di import Provide
 
 from services.common.http import build_http_app, project_routes
@@ -25,6 +22,7 @@ from services.registry.grpc_api import PromptServicer, build_server
 from services.registry.http_api import PromptController
 from services.registry.keys import Callers
 from services.registry.langfuse_api import LangfusePromptController
+from services.registry.keys_api import AuditController, KeyController
 from services.registry.registry import PromptRegistry
 from services.registry.rollout_worker import RolloutWorker
 from services.registry.rollouts_api import RolloutController
@@ -61,19 +59,18 @@ async def build(resources: Resources) -> Sequence[Component]:
     registry.feed = feed
     await feed.start()
     callers = Callers(resources.auth, registry, cache)
-
-    async def project_id(request: Request[Any, Any, Any]) -> uuid.UUID:
-        return await callers.project_for(request.headers)
+    bus = resources.bus
 
     app = build_http_app(
         resources,
-        [PromptController, RolloutController, LangfusePromptController, *project_routes()],
+        [PromptController, RolloutController, LangfusePromptController, KeyController, AuditController, *project_routes()],
         title="Vane prompt registry",
         dependencies={
-            "project_id": Provide(project_id),
             "registry": Provide(lambda: registry, sync_to_thread=False),
             "callers": Provide(lambda: callers, sync_to_thread=False),
+            "bus": Provide(lambda: bus, sync_to_thread=False),
         },
+        authenticate=callers.principal_for,
     )
 
     async def resync_after_reconnect(stopping: asyncio.Event) -> None:

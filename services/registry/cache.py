@@ -8,14 +8,17 @@ Redis is optional: when it fails, it is skipped for a moment and Postgres answer
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 
+from services.common.auth import Principal
 from services.common.cache import cache_key
 from services.common.logs import get_logger
+from services.common.scopes import Scope, ordered
 from services.common.settings import Settings
 from services.registry.resolution import Resolution
 
@@ -126,16 +129,23 @@ class PromptCache:
             self._redis_failed("drop", exc)
 
     # -- keys, so that reads Redis holds are answered while Postgres is down ----------------------
-    async def remember_key(self, secret_hash: str, project: uuid.UUID) -> None:
+    async def remember_key(self, secret_hash: str, principal: Principal) -> None:
         client = self._redis_usable()
         if client is None:
             return
+        value = json.dumps(
+            {
+                "project": str(principal.project_id),
+                "public_key": principal.public_key,
+                "scopes": ordered(principal.scopes),
+            }
+        )
         try:
-            await client.set(cache_key(self._settings, "key", secret_hash), str(project), ex=KEY_TTL_SECONDS)
+            await client.set(cache_key(self._settings, "key", secret_hash), value, ex=KEY_TTL_SECONDS)
         except Exception as exc:
             self._redis_failed("write", exc)
 
-    async def remembered_key(self, secret_hash: str) -> uuid.UUID | None:
+    async def remembered_key(self, secret_hash: str) -> Principal | None:
         client = self._redis_usable()
         if client is None:
             return None
@@ -144,4 +154,21 @@ class PromptCache:
         except Exception as exc:
             self._redis_failed("read", exc)
             return None
-        return uuid.UUID(value.decode() if isinstance(value, bytes) else value) if value else None
+        try:
+            known = json.loads(value) if value else None
+            if not isinstance(known, dict):
+                return None  # nothing, or a value from before scopes: not known well enough to trust
+            scopes = frozenset(Scope(s) for s in known["scopes"])
+            return Principal(uuid.UUID(known["project"]), str(known["public_key"]), scopes)
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    async def forget_key(self, secret_hash: str) -> None:
+        """A revoked key must not be answered from Redis while Postgres is down."""
+        client = self._redis_usable()
+        if client is None:
+            return
+        try:
+            await client.delete(cache_key(self._settings, "key", secret_hash))
+        except Exception as exc:
+            self._redis_failed("drop", exc)

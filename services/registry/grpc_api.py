@@ -31,6 +31,7 @@ Resp = TypeVar("Resp")
 STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     409: grpc.StatusCode.FAILED_PRECONDITION,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -85,12 +86,14 @@ class PromptServicer:
         self._callers = callers
         self._watchers = watchers
 
-    async def _project(self, context: Context) -> uuid.UUID:
+    async def _project(self, context: Context, method: str) -> uuid.UUID:
+        """The caller's project, if its key holds the scope of `method` (scopes.GRPC_SCOPES)."""
+        full_method = f"/{SERVICE}/{method}"
         metadata = context.invocation_metadata() or ()
-        known = self._callers.recent(metadata)
+        known = self._callers.recent(metadata, full_method)
         if known is not None:
             return known
-        return await self._callers.project_for_metadata(metadata)
+        return await self._callers.project_for_metadata(metadata, full_method)
 
     @_answering
     async def get_prompt(self, request: pb.GetPromptRequest, context: Context) -> bytes:
@@ -98,34 +101,34 @@ class PromptServicer:
             raise Invalid("name is required")
         if request.label and request.version:
             raise Invalid("ask for a label or a version, not both")
-        project = await self._project(context)
+        project = await self._project(context, "GetPrompt")
         resolution = await self._registry.resolve(project, request.name, request.label, request.version)
         return resolution.response_bytes(resolution.pick(request.sticky_key))
 
     @_answering
     async def list_prompts(self, request: pb.ListPromptsRequest, context: Context) -> pb.ListPromptsResponse:
-        prompts = await self._registry.prompts(await self._project(context))
+        prompts = await self._registry.prompts(await self._project(context, "ListPrompts"))
         return pb.ListPromptsResponse(
             prompts=[pb.PromptSummary(name=name, type=kind, versions=versions) for name, kind, versions in prompts]
         )
 
     @_answering
     async def create_prompt(self, request: pb.CreatePromptRequest, context: Context) -> pb.CreatePromptResponse:
-        project = await self._project(context)
+        project = await self._project(context, "CreatePrompt")
         new = new_version_of(request)
         created = await self._registry.create(project, new, await self._callers.writer(_headers(context)))
         return pb.CreatePromptResponse(prompt=created)
 
     @_answering
     async def set_labels(self, request: pb.SetLabelsRequest, context: Context) -> pb.SetLabelsResponse:
-        project = await self._project(context)
+        project = await self._project(context, "SetLabels")
         by = await self._callers.writer(_headers(context))
         moved = await self._registry.set_labels(project, request.name, request.version, list(request.labels), by)
         return pb.SetLabelsResponse(prompt=moved)
 
     @_answering
     async def set_label_split(self, request: pb.SetLabelSplitRequest, context: Context) -> pb.SetLabelSplitResponse:
-        project = await self._project(context)
+        project = await self._project(context, "SetLabelSplit")
         by = await self._callers.writer(_headers(context))
         weights = [(w.version, w.weight) for w in request.weights]
         resolution = await self._registry.set_split(project, request.name, request.label, weights, by)
@@ -137,7 +140,7 @@ class PromptServicer:
         self, request: pb.WatchPromptsRequest, context: Context
     ) -> AsyncIterator[pb.WatchPromptsResponse]:
         try:
-            project = await self._project(context)
+            project = await self._project(context, "WatchPrompts")
         except VaneError as exc:
             await context.abort(STATUS.get(exc.status, grpc.StatusCode.INTERNAL), json.dumps(exc.body()))
             return

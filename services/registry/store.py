@@ -16,6 +16,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from vane.v1 import prompts_pb2 as pb
 
+from services.common import audit
 from services.common.errors import Conflict, NotFound
 from services.registry.resolution import Resolution, version_message
 from services.registry.rules import LATEST, NewVersion
@@ -99,6 +100,9 @@ async def _move(conn: Conn, project: uuid.UUID, name: str, label: str, after: Al
         _split_json(after),
         by,
     )
+    if label != LATEST:  # `latest` follows every new version: the version's own entry says it
+        details = {"label": label, "from": json.loads(_split_json(before)), "to": json.loads(_split_json(after))}
+        await audit.record(conn, project, by, audit.LABELS_MOVED, name, details)
     return LabelMove(label, before, after)
 
 
@@ -136,6 +140,7 @@ async def create_version(
             new.commit_message,
             by,
         )
+        await audit.record(conn, project, by, audit.PROMPT_CREATED, new.name, {"version": version})
         moves = [await _move(conn, project, new.name, label, ((version, 100),), by) for label in (*new.labels, LATEST)]
     return version, [m for m in moves if m is not None]
 
@@ -240,6 +245,7 @@ async def delete_version(pool: asyncpg.Pool, project: uuid.UUID, name: str, vers
         await conn.execute(
             "DELETE FROM prompt_versions WHERE project_id = $1 AND name = $2 AND version = $3", project, name, version
         )
+        await audit.record(conn, project, by, audit.PROMPT_DELETED, name, {"version": version})
     return [m for m in moves if m is not None]
 
 
