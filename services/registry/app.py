@@ -21,8 +21,8 @@ from services.registry.changes import ChangeFeed, Watchers
 from services.registry.grpc_api import PromptServicer, build_server
 from services.registry.http_api import PromptController
 from services.registry.keys import Callers
-from services.registry.langfuse_api import LangfusePromptController
 from services.registry.keys_api import AuditController, KeyController
+from services.registry.langfuse_api import LangfusePromptController
 from services.registry.registry import PromptRegistry
 from services.registry.rollout_worker import RolloutWorker
 from services.registry.rollouts_api import RolloutController
@@ -63,7 +63,14 @@ async def build(resources: Resources) -> Sequence[Component]:
 
     app = build_http_app(
         resources,
-        [PromptController, RolloutController, LangfusePromptController, KeyController, AuditController, *project_routes()],
+        [
+            PromptController,
+            RolloutController,
+            LangfusePromptController,
+            KeyController,
+            AuditController,
+            *project_routes(),
+        ],
         title="Vane prompt registry",
         dependencies={
             "registry": Provide(lambda: registry, sync_to_thread=False),
