@@ -32,6 +32,7 @@ ROUTES: tuple[Route, ...] = (
             "/api/v1/projects/*",
             "/api/public/v2/prompts",
             "/api/public/v2/prompts/*",
+            "/api/v1/audit",
         ),
     ),
     Route(
@@ -47,6 +48,10 @@ ROUTES: tuple[Route, ...] = (
             "/api/v1/models/*",
             "/api/public/scores",
             "/api/public/scores/*",
+            "/api/public/ingestion",
+            "/api/public/projects",
+            "/v1/logs",
+            "/api/v1/redaction",
         ),
     ),
     Route("evaluator", ("/api/v1/evaluators", "/api/v1/evaluators/*", "/api/v1/evaluations", "/api/v1/evaluations/*")),

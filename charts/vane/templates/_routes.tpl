@@ -8,6 +8,7 @@
 - {path: /api/v1/keys, service: registry}
 - {path: /api/v1/projects, service: registry}
 - {path: /api/public/v2/prompts, service: registry}
+- {path: /api/v1/audit, service: registry}
 - {path: /v1/traces, service: ingest}
 - {path: /api/public/otel, service: ingest}
 - {path: /tracer, service: ingest}
@@ -16,6 +17,10 @@
 - {path: /api/v1/score-configs, service: ingest}
 - {path: /api/v1/models, service: ingest}
 - {path: /api/public/scores, service: ingest}
+- {path: /api/public/ingestion, service: ingest}
+- {path: /api/public/projects, service: ingest}
+- {path: /v1/logs, service: ingest}
+- {path: /api/v1/redaction, service: ingest}
 - {path: /api/v1/evaluators, service: evaluator}
 - {path: /api/v1/evaluations, service: evaluator}
 - {path: /api/v1/alerts, service: alert}
