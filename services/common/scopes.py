@@ -46,11 +46,12 @@ def _rule(path: str, scope: Scope | None, methods: Iterable[str] = (), why: str 
     return Rule(re.compile(path), scope, frozenset(methods), why)
 
 
-_TRACE_PATHS = r"/v1/traces|/api/public/otel/v1/traces|/tracer/v1/traces"
+_TRACE_PATHS = r"/v1/(traces|logs)|/api/public/otel/v1/(traces|logs)|/tracer/v1/traces"
 
 HTTP_RULES: tuple[Rule, ...] = (
     _rule(r"/healthz|/readyz|/metrics|/schema(/.*)?", None, why="probes, Prometheus and the OpenAPI document"),
-    _rule(_TRACE_PATHS, Scope.INGEST, ["POST"], why="OTLP/HTTP traces"),
+    _rule(r"/|/ui/.*", None, ["GET", "HEAD"], why="the dashboard's page and assets (the page asks for a key)"),
+    _rule(_TRACE_PATHS, Scope.INGEST, ["POST"], why="OTLP/HTTP traces, and logs with GenAI events"),
     _rule(r"/api/v1/scores|/api/public/scores|/api/public/ingestion", Scope.INGEST, ["POST"], why="scores"),
     _rule(
         r"/tracer/custom-eval-config/.*",
