@@ -63,6 +63,7 @@ ENVIRONMENT = [
     ("VANE_JUDGE_BASE_URL", JudgeDefaults.base_url, "OpenAI-compatible endpoint of the default LLM judge"),
     ("VANE_JUDGE_MODEL", JudgeDefaults.model, "the default judge model"),
     ("VANE_JUDGE_API_KEY", "unset", "the default judge's key (a rule may name another in config.api_key_env)"),
+    ("VANE_JUDGE_KEY_ENVS", "unset", "variables a rule's config.api_key_env may name (comma-separated)"),
     ("VANE_JUDGE_TIMEOUT_SECONDS", "30", "one judge call's deadline"),
     ("VANE_JUDGE_RETRIES", "3", "retries of a failed judge call (timeouts, 429, 5xx), with backoff"),
     ("VANE_JUDGE_BACKOFF_SECONDS", str(JudgeDefaults.backoff_seconds), "first retry delay (doubles; Retry-After wins)"),

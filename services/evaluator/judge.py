@@ -53,12 +53,20 @@ class Endpoint:
     output_price: float | None
 
 
+def key_from_env(name: str) -> str:
+    """A judge key from the variable a rule names, only when the operator listed that variable in
+    VANE_JUDGE_KEY_ENVS: a rule is written with a project's key, and must not be able to have any
+    of the evaluator's variables (VANE_DATABASE_URL, …) sent to a URL of its choosing."""
+    allowed = {v.strip() for v in os.environ.get("VANE_JUDGE_KEY_ENVS", "").split(",") if v.strip()}
+    return os.environ.get(name, "") if name in allowed else ""
+
+
 def endpoint_for(config: Mapping[str, Any], defaults: JudgeDefaults) -> Endpoint:
     """The judge a config names (base_url, model, api_key or api_key_env), else the defaults."""
     model = str(config.get("model") or defaults.model)
     key = str(config.get("api_key") or "")
     if not key and config.get("api_key_env"):
-        key = os.environ.get(str(config["api_key_env"]), "")
+        key = key_from_env(str(config["api_key_env"]))
     listed = next(((i, o) for pattern, i, o in PRICES if pattern.search(model)), (None, None))
     input_price = config.get("input_price_per_mtok", defaults.input_price_per_mtok)
     output_price = config.get("output_price_per_mtok", defaults.output_price_per_mtok)

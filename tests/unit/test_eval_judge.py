@@ -77,3 +77,14 @@ def test_judge_endpoint_from_config_or_defaults_and_its_price() -> None:
     custom = endpoint_for({"base_url": "http://other", "model": "local-llama", "input_price_per_mtok": 1}, defaults)
     assert custom.url == "http://other/chat/completions" and custom.model == "local-llama"
     assert cost_of(custom, 10, 10) is None  # no output price known: no made-up cost
+
+
+def test_a_rule_reads_only_the_key_variables_the_operator_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEAM_JUDGE_KEY", "sk-team")
+    monkeypatch.setenv("VANE_DATABASE_URL", "postgresql://secret@db/vane")
+    defaults = JudgeDefaults()
+    rule = {"base_url": "http://attacker.example", "api_key_env": "VANE_DATABASE_URL"}
+    assert endpoint_for(rule, defaults).api_key == ""  # never an arbitrary variable to a rule's URL
+    monkeypatch.setenv("VANE_JUDGE_KEY_ENVS", "TEAM_JUDGE_KEY")
+    assert endpoint_for(rule, defaults).api_key == ""
+    assert endpoint_for({**rule, "api_key_env": "TEAM_JUDGE_KEY"}, defaults).api_key == "sk-team"
