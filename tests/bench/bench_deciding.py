@@ -24,7 +24,7 @@ from services.common import db
 from services.common.auth import create_project
 from services.common.settings import Settings
 from tests.bench.bench_aggregator import load_rollups, stamp
-from tests.support.aggregator_load import bus_for, drop_streams
+from tests.support.aggregator_load import STREAM_MAX_BYTES, bus_for, drop_streams
 from tests.support.processes import ServiceProcess
 from tests.support.scratch import delete_redis_keys, delete_streams, drop_database, with_database
 
@@ -72,6 +72,7 @@ async def main(args: argparse.Namespace) -> None:
         "VANE_NATS_URL": settings.nats_url,
         "VANE_REDIS_URL": settings.redis_url,
         "VANE_NAMESPACE": f"bench{token}",
+        "VANE_STREAM_MAX_BYTES": str(STREAM_MAX_BYTES),  # the bench sends no spans: reserve little of JetStream
         "VANE_LOG_LEVEL": "warning",
     }
     pool = await db.create_pool(database_url, 1, 4)

@@ -122,9 +122,15 @@ class DatasetsMixin(ExperimentsMixin):
                 **({"vane.dataset.expected_output": _text(expected)} if expected is not None else {}),
             }
 
-        def ran(item: dict[str, Any], span: Any) -> None:
-            # Set only once the task has returned or failed: a run cut off by an interrupt (or a
-            # kill) is no run of the item, so a resumed run does it again.
+        def settle(item: dict[str, Any], span: Any, output: Any = None, error: Exception | None = None) -> None:
+            """An item's span once its task returned or failed: the output or the error, then the
+            item's ids. They are set only now: a run cut off by an interrupt (or a kill) is no run of
+            the item, so a resumed run does it again."""
+            if error is None:
+                span.set_attribute("output.value", _text(output))
+            else:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
             span.set_attribute("vane.dataset.name", name)
             span.set_attribute("vane.dataset.item_id", item["id"])
             span.set_attribute("vane.dataset.item_version", item["version"])
@@ -147,16 +153,13 @@ class DatasetsMixin(ExperimentsMixin):
                 try:
                     output = task(item["input"])
                 except Exception as exc:
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, str(exc)))
-                    ran(item, span)
+                    settle(item, span, error=exc)
                     finished(False)
                     return
                 except BaseException:
                     stopping.set()
                     raise
-                span.set_attribute("output.value", _text(output))
-                ran(item, span)
+                settle(item, span, output)
             record(item, output, span)
             finished(True)
 
@@ -168,16 +171,13 @@ class DatasetsMixin(ExperimentsMixin):
                     try:
                         output = await task(item["input"])
                     except Exception as exc:
-                        span.record_exception(exc)
-                        span.set_status(Status(StatusCode.ERROR, str(exc)))
-                        ran(item, span)
+                        settle(item, span, error=exc)
                         finished(False)
                         return
                     except BaseException:
                         stopping.set()
                         raise
-                    span.set_attribute("output.value", _text(output))
-                    ran(item, span)
+                    settle(item, span, output)
                 await asyncio.to_thread(record, item, output, span)
                 finished(True)
 
