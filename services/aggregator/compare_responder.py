@@ -10,35 +10,25 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 from nats.aio.msg import Msg
 
 from services.aggregator import compare
-from services.aggregator.query import Filters
+from services.aggregator.query import Filters, moment
 from services.common.bus import Bus
-from services.common.errors import Invalid, VaneError
+from services.common.errors import VaneError
 from services.common.logs import get_logger
 
 log = get_logger(component="compare_responder")
 QUEUE = "aggregator"
 
 
-def _moment(value: Any, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise Invalid(f"{field}: not an ISO 8601 time: {value!r}") from None
-
-
 async def answer(pool: asyncpg.Pool, request: dict[str, Any]) -> dict[str, Any]:
     try:
         project = uuid.UUID(str(request["project_id"]))
-        filters = Filters(_moment(request.get("from"), "from"), _moment(request.get("to"), "to"))
+        filters = Filters(moment(request.get("from"), "from"), moment(request.get("to"), "to"))
         metrics = request.get("metrics")
         return await compare.compare(
             pool,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -15,17 +14,8 @@ from services.aggregator import compare, paired_compare, winner
 from services.aggregator.api import From, Label, Model, ProjectName, To
 from services.aggregator.bodies import json_response
 from services.aggregator.decide_bodies import ComparisonBody, WinnerBody
-from services.aggregator.query import Filters
+from services.aggregator.query import Filters, moment
 from services.common.errors import Invalid
-
-
-def _moment(value: str | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise Invalid(f"{field}: not an ISO 8601 time: {value!r}") from None
 
 
 class DecideController(Controller):
@@ -71,7 +61,5 @@ class DecideController(Controller):
             raise Invalid(f"invalid winner request: {exc}") from None
         except msgspec.DecodeError as exc:
             raise Invalid(f"the body is not JSON: {exc}") from None
-        filters = Filters(
-            _moment(body.from_, "from"), _moment(body.to, "to"), body.model, body.label, body.project_name
-        )
+        filters = Filters(moment(body.from_, "from"), moment(body.to, "to"), body.model, body.label, body.project_name)
         return json_response(await winner.winner(pool, project_id, body, filters))

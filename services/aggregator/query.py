@@ -29,6 +29,7 @@ from services.aggregator.rollup import NS_PER_MINUTE
 from services.aggregator.rollup_rows import COUNTERS, Keep, Scope
 from services.aggregator.store import Conn
 from services.aggregator.version_merge import Merged, Summary, summarise_blobs
+from services.common.errors import Invalid
 
 CACHE = BlockCache.create()
 _encode = msgspec.json.Encoder().encode
@@ -59,6 +60,16 @@ def iso(ns: int | None) -> str | None:
     if ns is None:
         return None
     return (_EPOCH + timedelta(microseconds=ns // 1000)).isoformat(timespec="microseconds") + "Z"
+
+
+def moment(value: object, field: str) -> datetime | None:
+    """An ISO 8601 time from a request body (a trailing Z allowed); Invalid naming the field."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{field}: not an ISO 8601 time: {value!r}") from None
 
 
 def minute_range(filters: Filters) -> tuple[int | None, int | None]:
