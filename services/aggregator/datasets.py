@@ -118,25 +118,22 @@ async def add_items(pool: asyncpg.Pool, project: uuid.UUID, name: str, body: lis
             )
         }
         out = []
+        new: list[tuple[Any, ...]] = []
         for item_id, value, expected, metadata, source in items:
             held = latest.get(item_id)
             if held is not None and _same(held, value, expected, metadata):
                 out.append({"id": item_id, "version": held["version"]})
                 continue
             version = held["version"] + 1 if held is not None else 1
-            await conn.execute(
-                "INSERT INTO dataset_items (project_id, dataset, id, version, input, expected_output, metadata, "
-                "source_trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                project,
-                name,
-                item_id,
-                version,
-                json.dumps(value),
-                None if expected is None else json.dumps(expected),
-                json.dumps(metadata),
-                source,
-            )
+            encoded = (json.dumps(value), None if expected is None else json.dumps(expected), json.dumps(metadata))
+            new.append((project, name, item_id, version, *encoded, source))
             out.append({"id": item_id, "version": version})
+        # one pipelined statement for the call's items, not a round trip each
+        await conn.executemany(
+            "INSERT INTO dataset_items (project_id, dataset, id, version, input, expected_output, metadata, "
+            "source_trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            new,
+        )
     return {"items": out}
 
 
